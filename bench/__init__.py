@@ -1,0 +1,74 @@
+"""nlp-bench: evaluation and robustness benchmark harness for fine-tuned NLP models.
+
+Public names are importable from here. Modules that pull in torch or transformers are loaded only
+when one of their names is first used, so ``import bench`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from bench._version import __version__
+from bench.errors import AssetError, BenchError, DataError, ModelError, SpecError
+from bench.specs import (
+    BigBenchSource,
+    EvalConfig,
+    HubSource,
+    LocalSource,
+    ModelSpec,
+    SplitPlan,
+    TaskSpec,
+    ThresholdLabels,
+    VaderSource,
+)
+
+_LAZY = {
+    "Example": "bench.tasks",
+    "TaskData": "bench.tasks",
+    "get_task": "bench.tasks",
+    "discover_tasks": "bench.tasks",
+    "load_task_data": "bench.tasks",
+    "register_task": "bench.tasks",
+    "ResultStore": "bench.store",
+    "Evaluator": "bench.runner",
+    "EvalResult": "bench.runner",
+    "HFClassifier": "bench.models.classifier",
+    "align_labels": "bench.models.labels",
+    "FinetuneConfig": "bench.finetune",
+    "finetune": "bench.finetune",
+    "compute_metrics": "bench.metrics",
+    "bootstrap_ci": "bench.metrics",
+    "MetricValue": "bench.metrics",
+    "ResultRow": "bench.report.leaderboard",
+    "render": "bench.report.leaderboard",
+    "run_default": "bench.defaults",
+}
+
+__all__ = [
+    "AssetError",
+    "BenchError",
+    "BigBenchSource",
+    "DataError",
+    "EvalConfig",
+    "HubSource",
+    "LocalSource",
+    "ModelError",
+    "ModelSpec",
+    "SpecError",
+    "SplitPlan",
+    "TaskSpec",
+    "ThresholdLabels",
+    "VaderSource",
+    "__version__",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

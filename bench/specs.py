@@ -1,0 +1,241 @@
+"""Typed specs: the data that describes tasks, models and runs.
+
+Specs are plain data (pydantic models, no behaviour beyond validation). Every spec serialises to a
+canonical JSON document whose SHA-256 is its identity, so two runs described by equal specs are the
+same run and can be answered from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Role = Literal["train", "dev", "test"]
+ROLES: tuple[Role, ...] = ("train", "dev", "test")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def canonical_json(data: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal data gives equal bytes."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Spec(BaseModel):
+    """Base of every spec: immutable, strict about unknown fields, hashable by content."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def canonical(self) -> str:
+        return canonical_json(self.model_dump(mode="json"))
+
+    def spec_hash(self) -> str:
+        return sha256_text(self.canonical())
+
+
+# --------------------------------------------------------------------------------------------------
+# Data sources
+
+
+class HubSource(Spec):
+    """A dataset on the Hugging Face hub (or a local dataset folder that ``load_dataset`` reads)."""
+
+    type: Literal["hf"] = "hf"
+    path: str
+    name: str | None = None
+    revision: str | None = None
+    # Role -> the dataset's own split name, e.g. {"train": "train", "test": "validation"}.
+    splits: dict[Role, str] = Field(default_factory=dict)
+
+
+class LocalSource(Spec):
+    """Local files. ``path`` is one file (split by ``SplitPlan``) or ``splits`` maps roles to files.
+
+    Relative paths are resolved against the folder of the YAML file that declared the task.
+    """
+
+    type: Literal["local"] = "local"
+    path: str | None = None
+    splits: dict[Role, str] = Field(default_factory=dict)
+    format: Literal["jsonl", "json", "csv", "tsv", "parquet"] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> LocalSource:
+        if (self.path is None) == (not self.splits):
+            raise ValueError("local source needs exactly one of 'path' or 'splits'")
+        return self
+
+
+class BigBenchSource(Spec):
+    """A BIG-bench ``task.json`` from the pinned ``bigbench`` asset.
+
+    Rows have ``input`` (the raw text), ``label`` (the choice with the highest target score) and,
+    when ``input_pattern`` is given, one column per named group of that regular expression (data,
+    not code: only Python's ``re`` syntax is interpreted).
+    """
+
+    type: Literal["bigbench"] = "bigbench"
+    task: str  # e.g. "epistemic_reasoning" or "multiemo/hotels_text_en"
+    input_pattern: str | None = None
+
+    @field_validator("input_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compiled = re.compile(value, re.DOTALL)
+            except re.error as exc:
+                raise ValueError(f"input_pattern is not a valid regular expression: {exc}") from exc
+            if not compiled.groupindex:
+                raise ValueError("input_pattern must name its groups, e.g. (?P<premise>...)")
+        return value
+
+
+class VaderSource(Spec):
+    """One domain of the VADER human-rated sentiment snippets (pinned ``vaderSentiment`` asset).
+
+    Rows have ``id``, ``text`` and ``rating`` (mean human rating, -4..+4).
+    """
+
+    type: Literal["vader"] = "vader"
+    domain: Literal["movies", "amazon", "nyt", "tweets"]
+
+
+Source = Annotated[
+    HubSource | LocalSource | BigBenchSource | VaderSource, Field(discriminator="type")
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Labels and splits
+
+
+class ThresholdLabels(Spec):
+    """Derive a binary label from a numeric column: ``below`` if value < threshold, ``above`` if >.
+
+    Values equal to the threshold are dropped (they carry no polarity).
+    """
+
+    column: str
+    threshold: float = 0.0
+    below: str
+    above: str
+
+
+class SplitPlan(Spec):
+    """How a single pool of examples is divided into train/dev/test.
+
+    Assignment hashes each example's content with ``seed``, so it does not depend on row order and
+    an example never moves between splits when others are added. ``limits`` caps a role after the
+    split with a seeded, order-independent subsample.
+    """
+
+    fractions: dict[Role, float] = Field(
+        default_factory=lambda: {"train": 0.8, "dev": 0.1, "test": 0.1}
+    )
+    seed: int = 0
+    limits: dict[Role, int] = Field(default_factory=dict)
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, value: dict[Role, float]) -> dict[Role, float]:
+        if any(v < 0 for v in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
+            raise ValueError("split fractions must be non-negative and sum to 1")
+        return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Tasks
+
+
+class TaskSpec(Spec):
+    """A classification task: where its data comes from and how rows become labelled examples."""
+
+    name: str
+    version: str = "1"
+    description: str = ""
+    domain: str = "general"
+    source: Source
+    # One column (single text) or two (a pair such as premise/hypothesis), in model input order.
+    inputs: list[str] = Field(min_length=1, max_length=2)
+    label_column: str = "label"
+    # The task's classes; the index of a name is its class id everywhere downstream.
+    labels: list[str] = Field(min_length=2)
+    # Dataset label value (as a string) -> task label name; null drops the row. Empty: identity.
+    label_map: dict[str, str | None] = Field(default_factory=dict)
+    label_threshold: ThresholdLabels | None = None
+    # Label names a model may use that this task's labels absorb (e.g. a 3-way NLI model on a
+    # 2-way task: neutral and contradiction both mean non-entailment). Declared, never guessed.
+    label_aliases: dict[str, str] = Field(default_factory=dict)
+    splits: SplitPlan = Field(default_factory=SplitPlan)
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "macro_f1", "ece"])
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"task name {value!r} must be letters, digits, '_', '.', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskSpec:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        known = set(self.labels)
+        for src, dst in self.label_map.items():
+            if dst is not None and dst not in known:
+                raise ValueError(f"label_map sends {src!r} to {dst!r}, which is not in labels")
+        for src, dst in self.label_aliases.items():
+            if dst not in known:
+                raise ValueError(f"label_aliases sends {src!r} to {dst!r}, which is not in labels")
+        if self.label_threshold is not None:
+            lt = self.label_threshold
+            if {lt.below, lt.above} - known:
+                raise ValueError("label_threshold names labels that are not in labels")
+        return self
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.inputs) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Models and runs
+
+
+class ModelSpec(Spec):
+    """A sequence classifier by hub id or local folder."""
+
+    name: str
+    path: str
+    revision: str | None = None
+    # Explicit model label -> task label override; wins over name matching and task aliases.
+    label_map: dict[str, str] = Field(default_factory=dict)
+    trust_remote_code: bool = False
+    use_safetensors: bool = True
+
+
+class EvalConfig(Spec):
+    """How a task is evaluated. Only fields that can change the numbers enter the run identity."""
+
+    split: Role = "test"
+    max_length: int = Field(default=256, gt=0)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    limit: int | None = Field(default=None, gt=0)
+    n_bootstrap: int = Field(default=1000, ge=0)
+    seed: int = 0
+    # Performance knobs: recorded with the run, excluded from its identity.
+    batch_size: int = Field(default=32, gt=0)
+    device: str = "auto"
+
+    def identity(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"batch_size", "device"})

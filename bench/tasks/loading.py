@@ -1,0 +1,157 @@
+"""From a task spec to labelled examples: label mapping, splits, limits and content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.errors import DataError
+from bench.specs import ROLES, Role, SplitPlan, TaskSpec, canonical_json, sha256_text
+from bench.tasks.examples import Example, TaskData, example_uid
+
+
+def _unit_interval(seed: int, key: str) -> float:
+    """A uniform number in [0, 1) derived from (seed, key): order-independent randomness."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _label_name(spec: TaskSpec, row: dict[str, Any]) -> str | None:
+    """The task label of a raw row, or None when the spec says to drop the row."""
+    if spec.label_threshold is not None:
+        rule = spec.label_threshold
+        raw = row.get(rule.column)
+        try:
+            value = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise DataError(
+                f"task {spec.name!r}: column {rule.column!r} holds {raw!r}, not a number"
+            ) from None
+        if math.isnan(value) or value == rule.threshold:
+            return None
+        return rule.below if value < rule.threshold else rule.above
+    raw = row.get(spec.label_column)
+    if raw is None:
+        return None
+    key = str(raw)
+    if spec.label_map:
+        if key not in spec.label_map:
+            known = ", ".join(sorted(spec.label_map))
+            raise DataError(
+                f"task {spec.name!r}: dataset label {key!r} is not in label_map (known: {known})"
+            )
+        return spec.label_map[key]
+    if key in spec.labels:
+        return key
+    # Integer class ids (HF ClassLabel) index the task's label list.
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < len(spec.labels):
+        return spec.labels[raw]
+    raise DataError(
+        f"task {spec.name!r}: dataset label {key!r} is not one of the task labels "
+        f"{spec.labels}; add a label_map"
+    )
+
+
+def _check_columns(spec: TaskSpec, rows: list[dict[str, Any]], where: str) -> None:
+    needed = list(spec.inputs)
+    needed.append(spec.label_threshold.column if spec.label_threshold else spec.label_column)
+    columns = set(rows[0])
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        have = ", ".join(sorted(columns))
+        raise DataError(
+            f"task {spec.name!r}: column {missing[0]!r} not found in {where} (columns: {have})"
+        )
+
+
+def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], str]]:
+    out = []
+    for row in rows:
+        label = _label_name(spec, row)
+        values = [row.get(col) for col in spec.inputs]
+        # Rows without text cannot be classified; they are dropped, not guessed.
+        if label is None or any(v is None or str(v).strip() == "" for v in values):
+            continue
+        out.append((tuple(str(v) for v in values), label))
+    return out
+
+
+def _limit(pairs: list[Any], uids: list[str], n: int | None, seed: int) -> list[int]:
+    """Indices kept under a cap: the n smallest seeded hashes, returned in source order."""
+    idx = list(range(len(pairs)))
+    if n is None or n >= len(idx):
+        return idx
+    ranked = sorted(idx, key=lambda i: _unit_interval(seed, "limit:" + uids[i]))
+    return sorted(ranked[:n])
+
+
+def _assign(plan: SplitPlan, inputs_key: str) -> Role:
+    # Hash the inputs only: duplicated texts (with any label) land in the same split, so a
+    # duplicate can never leak from train into test.
+    u = _unit_interval(plan.seed, inputs_key)
+    acc = 0.0
+    chosen: Role = "test"
+    for role in ROLES:
+        frac = plan.fractions.get(role, 0.0)
+        if frac <= 0:
+            continue
+        acc += frac
+        chosen = role
+        if u < acc:
+            return role
+    return chosen
+
+
+def _examples(
+    spec: TaskSpec, pairs: list[tuple[tuple[str, ...], str]], role: Role
+) -> list[Example]:
+    uids = [example_uid(inputs, label) for inputs, label in pairs]
+    keep = _limit(pairs, uids, spec.splits.limits.get(role), spec.splits.seed)
+    label_ids = {name: i for i, name in enumerate(spec.labels)}
+    return [
+        Example(idx=pos, uid=uids[i], inputs=pairs[i][0], label=label_ids[pairs[i][1]])
+        for pos, i in enumerate(keep)
+    ]
+
+
+def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> TaskData:
+    """Turn raw rows (keyed by role, or by "all" for one pool) into a ``TaskData``."""
+    if not any(raw.values()):
+        raise DataError(f"task {spec.name!r}: the data source gave no rows")
+    by_role: dict[Role, list[tuple[tuple[str, ...], str]]] = {}
+    for key, rows in raw.items():
+        if rows:
+            _check_columns(spec, rows, f"the {key!r} data")
+        pairs = _to_pairs(spec, rows)
+        if key == "all":
+            for inputs, label in pairs:
+                role = _assign(spec.splits, canonical_json(list(inputs)))
+                by_role.setdefault(role, []).append((inputs, label))
+        elif key in ROLES:
+            by_role.setdefault(key, []).extend(pairs)  # type: ignore[arg-type]
+        else:
+            raise DataError(f"task {spec.name!r}: unknown split role {key!r}")
+    if not any(by_role.values()):
+        raise DataError(f"task {spec.name!r}: no usable examples after label mapping")
+    splits = {role: _examples(spec, by_role[role], role) for role in ROLES if by_role.get(role)}
+    digest = canonical_json(
+        {"spec": spec.canonical(), "splits": {r: [e.uid for e in ex] for r, ex in splits.items()}}
+    )
+    return TaskData(spec=spec, splits=splits, data_hash=sha256_text(digest))
+
+
+def load_task_data(spec: TaskSpec, base_dir: Path | None = None) -> TaskData:
+    """Read a task's source and build its examples."""
+    from bench.tasks.sources import read_source
+
+    return build_task_data(spec, read_source(spec.source, base_dir))
+
+
+def label_counts(examples: Sequence[Example], k: int) -> list[int]:
+    counts = [0] * k
+    for ex in examples:
+        counts[ex.label] += 1
+    return counts

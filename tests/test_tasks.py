@@ -1,0 +1,200 @@
+"""Task specs: YAML registry, validation errors, label mapping, deterministic hash splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.errors import DataError, SpecError
+from bench.specs import LocalSource, SplitPlan, TaskSpec, ThresholdLabels
+from bench.tasks import build_task_data, discover_tasks, get_task, load_task_data, register_task
+from bench.tasks.registry import _reset_python_tasks_for_tests, builtin_tasks_dir
+
+BUILTIN = {
+    "vitaminc",
+    "presuppositions_as_nli",
+    "epistemic_reasoning",
+    "analytic_entailment",
+    "vader_movies",
+    "vader_amazon",
+    "vader_nyt",
+    "vader_tweets",
+}
+
+
+def _spec(**overrides: object) -> TaskSpec:
+    data: dict[str, object] = {
+        "name": "toy",
+        "source": {"type": "local", "path": "toy.jsonl"},
+        "inputs": ["text"],
+        "labels": ["neg", "pos"],
+    }
+    data.update(overrides)
+    return TaskSpec.model_validate(data)
+
+
+def _rows(n: int) -> list[dict[str, object]]:
+    return [{"text": f"sentence number {i}", "label": ["neg", "pos"][i % 2]} for i in range(n)]
+
+
+def test_builtin_tasks_are_discovered_and_valid() -> None:
+    tasks = discover_tasks()
+    assert BUILTIN <= set(tasks)
+    assert tasks["vitaminc"].spec.is_pair
+    assert tasks["vader_movies"].spec.labels == ["negative", "positive"]
+    assert tasks["epistemic_reasoning"].spec.label_aliases["neutral"] == "non-entailment"
+    assert builtin_tasks_dir().is_dir()
+
+
+def test_unknown_task_names_known_ones() -> None:
+    with pytest.raises(SpecError, match="unknown task 'nope'.*vitaminc"):
+        get_task("nope")
+
+
+def test_malformed_yaml_is_one_line_spec_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nlabels: [a, b\n")
+    with pytest.raises(SpecError, match="malformed YAML") as info:
+        get_task(str(bad))
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_with_python_tag_is_refused(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("name: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(SpecError, match="malformed YAML"):
+        get_task(str(evil))
+
+
+def test_invalid_field_names_the_field(tmp_path: Path) -> None:
+    f = tmp_path / "t.yaml"
+    f.write_text("name: t\nsource: {type: local, path: a.jsonl}\ninputs: [text]\nlabels: [a]\n")
+    with pytest.raises(SpecError, match="field 'labels'"):
+        get_task(str(f))
+
+
+def test_extra_dirs_and_env_path_and_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "mytask.yaml").write_text(
+        "name: mytask\nsource: {type: local, path: d.jsonl}\ninputs: [text]\nlabels: [a, b]\n"
+    )
+    assert "mytask" in discover_tasks([folder])
+    monkeypatch.setenv("BENCH_TASKS_PATH", str(folder))
+    assert "mytask" in discover_tasks()
+    with pytest.raises(SpecError, match="defined twice"):
+        discover_tasks([folder])
+
+
+def test_register_task_decorator() -> None:
+    restore = _reset_python_tasks_for_tests()
+    try:
+
+        @register_task
+        def pytask() -> TaskSpec:
+            return _spec(name="pytask")
+
+        assert discover_tasks()["pytask"].spec.name == "pytask"
+        with pytest.raises(SpecError, match="registered twice"):
+            register_task(_spec(name="pytask"))
+    finally:
+        restore()
+
+
+def test_spec_validation_rules() -> None:
+    with pytest.raises(ValueError, match="not in labels"):
+        _spec(label_map={"x": "other"})
+    with pytest.raises(ValueError, match="exactly one"):
+        LocalSource()
+    with pytest.raises(ValueError, match="sum to 1"):
+        SplitPlan(fractions={"train": 0.5, "test": 0.6})
+    with pytest.raises(ValueError, match="name its groups"):
+        _spec(source={"type": "bigbench", "task": "x", "input_pattern": "(a)(b)"})
+
+
+def test_spec_hash_is_canonical() -> None:
+    a = _spec(labels=["neg", "pos"])
+    b = TaskSpec.model_validate(json.loads(a.canonical()))
+    assert a.spec_hash() == b.spec_hash()
+    assert a.spec_hash() != _spec(version="2").spec_hash()
+
+
+def test_split_assignment_is_deterministic_order_free_and_disjoint() -> None:
+    spec = _spec()
+    rows = _rows(1000)
+    a = build_task_data(spec, {"all": rows})
+    b = build_task_data(spec, {"all": list(reversed(rows))})
+    for role in ("train", "dev", "test"):
+        assert {e.uid for e in a.splits[role]} == {e.uid for e in b.splits[role]}
+    sizes = {r: len(ex) for r, ex in a.splits.items()}
+    assert sum(sizes.values()) == 1000
+    assert 720 <= sizes["train"] <= 880  # 0.8 of 1000, hash-uniform
+    uids = [{e.uid for e in a.splits[r]} for r in ("train", "dev", "test")]
+    assert not (uids[0] & uids[1]) and not (uids[0] & uids[2]) and not (uids[1] & uids[2])
+    # Adding rows never moves an existing example to another split.
+    c = build_task_data(spec, {"all": [*rows, *_rows(1200)[1000:]]})
+    assert {e.uid for e in a.splits["test"]} <= {e.uid for e in c.splits["test"]}
+
+
+def test_duplicated_inputs_never_straddle_splits() -> None:
+    rows = _rows(300) + [{"text": "sentence number 5", "label": "neg"}]
+    data = build_task_data(_spec(), {"all": rows})
+    where = {r for r, ex in data.splits.items() for e in ex if e.inputs == ("sentence number 5",)}
+    assert len(where) == 1
+
+
+def test_limits_are_seeded_subsamples_in_source_order() -> None:
+    spec = _spec(splits={"fractions": {"test": 1.0}, "limits": {"test": 50}})
+    data = build_task_data(spec, {"all": _rows(400)})
+    test = data.splits["test"]
+    assert len(test) == 50
+    assert [e.idx for e in test] == list(range(50))
+    numbers = [int(e.inputs[0].split()[-1]) for e in test]
+    assert numbers == sorted(numbers) and numbers[-1] > 50  # a sample, not the first 50
+
+
+def test_label_map_threshold_and_int_labels() -> None:
+    spec = _spec(label_map={"0": "neg", "1": "pos", "2": None})
+    rows = [{"text": "a", "label": 0}, {"text": "b", "label": 1}, {"text": "c", "label": 2}]
+    data = build_task_data(spec.model_copy(update={"splits": SplitPlan(fractions={"test": 1.0})}), {"all": rows})
+    assert sorted((e.inputs[0], e.label) for e in data.splits["test"]) == [("a", 0), ("b", 1)]
+
+    thr = _spec(label_threshold=ThresholdLabels(column="rating", below="neg", above="pos"),
+                splits={"fractions": {"test": 1.0}})
+    rows = [{"text": "x", "rating": -1.5}, {"text": "y", "rating": 0.0}, {"text": "z", "rating": 2}]
+    got = sorted((e.inputs[0], e.label) for e in build_task_data(thr, {"all": rows}).splits["test"])
+    assert got == [("x", 0), ("z", 1)]
+
+    ints = _spec(splits={"fractions": {"test": 1.0}})
+    got2 = build_task_data(ints, {"all": [{"text": "q", "label": 1}]}).splits["test"]
+    assert got2[0].label == 1
+
+
+def test_unmapped_label_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="'maybe' is not one of the task labels"):
+        build_task_data(_spec(), {"all": [{"text": "a", "label": "maybe"}]})
+    with pytest.raises(DataError, match="not in label_map"):
+        build_task_data(_spec(label_map={"x": "neg"}), {"all": [{"text": "a", "label": "y"}]})
+
+
+def test_missing_column_and_empty_data_are_data_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="column 'hypothesis' not found"):
+        build_task_data(_spec(inputs=["text", "hypothesis"]), {"all": _rows(5)})
+    with pytest.raises(DataError, match="gave no rows"):
+        build_task_data(_spec(), {"all": []})
+    (tmp_path / "empty.jsonl").write_text("")
+    spec = _spec(source={"type": "local", "path": "empty.jsonl"})
+    with pytest.raises(DataError):
+        load_task_data(spec, tmp_path)
+
+
+def test_local_jsonl_task_end_to_end(tmp_path: Path) -> None:
+    (tmp_path / "toy.jsonl").write_text("\n".join(json.dumps(r) for r in _rows(40)))
+    data = load_task_data(_spec(), tmp_path)
+    assert sum(len(v) for v in data.splits.values()) == 40
+    again = load_task_data(_spec(), tmp_path)
+    assert data.data_hash == again.data_hash
+    (tmp_path / "toy.jsonl").write_text("\n".join(json.dumps(r) for r in _rows(41)))
+    assert load_task_data(_spec(), tmp_path).data_hash != data.data_hash
