@@ -1,0 +1,339 @@
+"""Leaderboards: models x tasks tables of one metric with CIs, in several formats, and a bar chart.
+
+A ``ResultRow`` is one (model, column, metric) figure. The column label is the task unless a row
+sets ``column`` (e.g. ``"sst2@textfooler"``), so tables can hold more than clean task scores.
+Markdown, HTML and LaTeX show the wide formatted table; CSV and JSON keep the numbers in long form
+for machines.
+A cell whose CI includes the majority-class rate is marked with a dagger: that score is not
+distinguishable from always predicting the most frequent class.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from bench.errors import DataError, SpecError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Format = Literal["markdown", "csv", "html", "latex", "json"]
+FORMATS: tuple[str, ...] = ("markdown", "csv", "html", "latex", "json")
+
+MISSING = "—"
+DAGGER = "†"
+MAJORITY_ROW = "majority-class baseline"
+DAGGER_NOTE = "CI includes the majority-class rate"
+# Metrics where a smaller value ranks higher.
+LOWER_IS_BETTER = frozenset({"ece", "brier"})
+LONG_COLUMNS = (
+    "model",
+    "column",
+    "task",
+    "metric",
+    "value",
+    "low",
+    "high",
+    "n",
+    "majority",
+    "run_key",
+)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One stored figure: ``value`` of ``metric`` for ``model`` on ``task`` over ``n`` examples."""
+
+    model: str
+    task: str
+    metric: str
+    value: float
+    low: float | None
+    high: float | None
+    n: int
+    majority: float | None = None
+    run_key: str = ""
+    column: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The table column this row fills."""
+        return self.column if self.column is not None else self.task
+
+    @property
+    def ci_includes_majority(self) -> bool:
+        if self.majority is None or self.low is None or self.high is None:
+            return False
+        return self.low <= self.majority <= self.high
+
+
+def _select(rows: Sequence[ResultRow], metric: str) -> list[ResultRow]:
+    chosen = [r for r in rows if r.metric == metric]
+    if not chosen:
+        have = sorted({r.metric for r in rows})
+        raise DataError(
+            f"no results for metric {metric!r}; results hold: {', '.join(have) or 'none'}"
+        )
+    seen: set[tuple[str, str]] = set()
+    for r in chosen:
+        key = (r.model, r.label)
+        if key in seen:
+            raise DataError(
+                f"two results for model {r.model!r} on {r.label!r} ({metric}); "
+                "keep one run per cell"
+            )
+        seen.add(key)
+    return chosen
+
+
+def _model_order(rows: Sequence[ResultRow]) -> list[str]:
+    """Best mean over the cells a model has first; ties break by name so the order is stable."""
+    scores: dict[str, list[float]] = {}
+    for r in rows:
+        scores.setdefault(r.model, []).append(r.value)
+    sign = 1.0 if rows and rows[0].metric in LOWER_IS_BETTER else -1.0
+    return sorted(scores, key=lambda m: (sign * sum(scores[m]) / len(scores[m]), m))
+
+
+def _columns(rows: Sequence[ResultRow]) -> list[str]:
+    return sorted({r.label for r in rows})
+
+
+def leaderboard_frame(rows: Sequence[ResultRow], metric: str = "accuracy") -> pd.DataFrame:
+    """Float table: index = models (best mean first), columns = labels (sorted), NaN if missing.
+
+    "Best" is the highest mean, or the lowest for metrics in ``LOWER_IS_BETTER`` (ECE, Brier).
+    """
+    import pandas as pd
+
+    chosen = _select(rows, metric)
+    models, columns = _model_order(chosen), _columns(chosen)
+    frame = pd.DataFrame(
+        math.nan, index=pd.Index(models, name="model"), columns=columns, dtype=float
+    )
+    for r in chosen:
+        frame.loc[r.model, r.label] = r.value
+    frame.columns.name = metric
+    return frame
+
+
+def majority_rates(
+    rows: Sequence[ResultRow], metric: str = "accuracy"
+) -> dict[str, tuple[float, float]]:
+    """Per column, the (lowest, highest) majority rate its rows report; absent if none does.
+
+    Runs of one task usually share a split, hence one rate; different limits can make them differ.
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for r in rows:
+        if r.metric != metric or r.majority is None:
+            continue
+        lo, hi = out.get(r.label, (r.majority, r.majority))
+        out[r.label] = (min(lo, r.majority), max(hi, r.majority))
+    return out
+
+
+def format_cell(row: ResultRow | None) -> str:
+    """``"0.812 [0.790, 0.833]"`` (3 decimals), a dagger if the CI includes the majority rate."""
+    if row is None:
+        return MISSING
+    text = f"{row.value:.3f}"
+    if row.low is not None and row.high is not None:
+        text += f" [{row.low:.3f}, {row.high:.3f}]"
+    return text + (DAGGER if row.ci_includes_majority else "")
+
+
+def leaderboard_cells(rows: Sequence[ResultRow], metric: str = "accuracy") -> pd.DataFrame:
+    """The wide table as strings, ordered like ``leaderboard_frame``, plus a majority row."""
+    import pandas as pd
+
+    chosen = _select(rows, metric)
+    models, columns = _model_order(chosen), _columns(chosen)
+    by_cell = {(r.model, r.label): r for r in chosen}
+    data = [[format_cell(by_cell.get((m, c))) for c in columns] for m in models]
+    index = list(models)
+    rates = majority_rates(chosen, metric)
+    if rates:
+        baseline = []
+        for c in columns:
+            if c not in rates:
+                baseline.append(MISSING)
+            else:
+                lo, hi = rates[c]
+                baseline.append(f"{lo:.3f}" if math.isclose(lo, hi) else f"{lo:.3f}–{hi:.3f}")
+        data.append(baseline)
+        index.append(MAJORITY_ROW)
+    return pd.DataFrame(data, index=pd.Index(index, name="model"), columns=columns, dtype=object)
+
+
+def _footnote(rows: Sequence[ResultRow], metric: str) -> str:
+    note = f"Cells: {metric} [CI low, CI high]; {MISSING}: not evaluated."
+    if any(r.ci_includes_majority for r in rows):
+        note += f" {DAGGER} {DAGGER_NOTE}."
+    return note
+
+
+def _long_records(rows: Sequence[ResultRow]) -> list[dict[str, Any]]:
+    order = {m: i for i, m in enumerate(_model_order(rows))}
+    ordered = sorted(rows, key=lambda r: (r.label, order[r.model]))
+    records = []
+    for r in ordered:
+        rec = asdict(r)
+        rec["column"] = r.label
+        records.append({key: rec[key] for key in LONG_COLUMNS})
+    return records
+
+
+def _json_number(x: Any) -> Any:
+    # JSON has no NaN/Infinity; a non-finite figure becomes null rather than invalid output.
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    # Not special, but the default OT1 font encoding prints these as other glyphs.
+    "|": r"\textbar{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials; the dagger and the missing-cell dash become LaTeX commands."""
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+    return out.replace(DAGGER, r"\textsuperscript{\dag}").replace(MISSING, "---")
+
+
+def _markdown_escape(text: str) -> str:
+    # A pipe would split the cell; "<" would let a model name open an HTML tag once rendered.
+    return text.replace("|", r"\|").replace("<", r"\<")
+
+
+def _render_html(cells: pd.DataFrame, title: str, note: str) -> str:
+    table = cells.reset_index().to_html(escape=True, border=0, classes="leaderboard", index=False)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n"
+        "<style>\n"
+        "body { font-family: sans-serif; margin: 2em; }\n"
+        "table.leaderboard { border-collapse: collapse; }\n"
+        "table.leaderboard th, table.leaderboard td { padding: 4px 10px; text-align: right;"
+        " border-bottom: 1px solid #ddd; }\n"
+        "</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n{table}\n"
+        f'<p class="footnote">{html.escape(note)}</p>\n'
+        "</body>\n</html>\n"
+    )
+
+
+def render(rows: Sequence[ResultRow], fmt: Format, metric: str = "accuracy") -> str:
+    """The leaderboard of ``metric`` as text in ``fmt``.
+
+    LaTeX output is a ``tabular`` using booktabs rules (``\\usepackage{booktabs}``) and a footnote.
+    """
+    import pandas as pd
+
+    if fmt not in FORMATS:
+        raise SpecError(f"unknown report format {fmt!r}; known: {', '.join(FORMATS)}")
+    chosen = _select(rows, metric)
+    if fmt == "csv":
+        frame = pd.DataFrame(_long_records(chosen), columns=list(LONG_COLUMNS))
+        return str(frame.to_csv(index=False, lineterminator="\n"))
+    if fmt == "json":
+        records = [{k: _json_number(v) for k, v in rec.items()} for rec in _long_records(chosen)]
+        return json.dumps({"metric": metric, "rows": records}, ensure_ascii=False, indent=2) + "\n"
+
+    cells = leaderboard_cells(chosen, metric)
+    note = _footnote(chosen, metric)
+    title = f"Leaderboard: {metric}"
+    if fmt == "html":
+        return _render_html(cells, title, note)
+    if fmt == "markdown":
+        esc = cells.reset_index().rename(columns=_markdown_escape).map(_markdown_escape)
+        align = ("left",) + ("right",) * len(cells.columns)
+        table = esc.to_markdown(index=False, colalign=align)
+        return f"## {_markdown_escape(title)}\n\n{table}\n\n{note}\n"
+    # latex: escape ourselves so the dagger can become a LaTeX command, then tell pandas not to.
+    esc = cells.reset_index().rename(columns=latex_escape).map(latex_escape)
+    table = esc.to_latex(escape=False, index=False, column_format="l" + "r" * len(cells.columns))
+    return f"{table}\\par\\smallskip{{\\footnotesize {latex_escape(note)}}}\n"
+
+
+def plot(rows: Sequence[ResultRow], path: str | Path, metric: str = "accuracy") -> Path:
+    """Grouped bars per column with CI error bars and the majority rate as a dashed line; PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    chosen = _select(rows, metric)
+    models, columns = _model_order(chosen), _columns(chosen)
+    by_cell = {(r.model, r.label): r for r in chosen}
+    rates = majority_rates(chosen, metric)
+    x = np.arange(len(columns), dtype=float)
+    width = 0.8 / len(models)
+
+    fig_width = max(7.0, 2.5 + 0.9 * len(columns) * len(models) ** 0.5)
+    fig, ax = plt.subplots(figsize=(fig_width, 4.5))
+    try:
+        for i, model in enumerate(models):
+            vals, err_lo, err_hi = [], [], []
+            for c in columns:
+                r = by_cell.get((model, c))
+                vals.append(r.value if r is not None else np.nan)
+                if r is None or r.low is None or r.high is None:
+                    err_lo.append(0.0)
+                    err_hi.append(0.0)
+                else:
+                    err_lo.append(r.value - r.low)
+                    err_hi.append(r.high - r.value)
+            offset = (i - (len(models) - 1) / 2) * width
+            shown = " " + model if model.startswith("_") else model  # keep "_x" in the legend
+            ax.bar(x + offset, vals, width, yerr=[err_lo, err_hi], capsize=3, label=shown)
+        # Matplotlib hides labels starting with "_": later markers use that to share one entry.
+        legend_label = "majority-class rate"
+        for j, c in enumerate(columns):
+            if c in rates:
+                lo, hi = rates[c]
+                ax.hlines(
+                    (lo + hi) / 2,
+                    j - 0.45,
+                    j + 0.45,
+                    colors="black",
+                    linestyles="dashed",
+                    label=legend_label,
+                )
+                legend_label = "_majority"
+        crowded = len(columns) > 4
+        ax.set_xticks(
+            x, columns, rotation=20 if crowded else 0, ha="right" if crowded else "center"
+        )
+        ax.set_ylabel(metric)
+        ax.set_title(f"Leaderboard: {metric}")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return out
