@@ -1,0 +1,98 @@
+"""Shared fixtures: a tiny random BERT classifier (and a headless base) saved like a real model.
+
+The models are random and tiny (hidden 32, 2 layers), built from a config with a word-level vocab,
+so tests exercise real tokenizer/model code paths in milliseconds without any download.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The suite never downloads: make the hub libraries fail fast instead of retrying for ~30 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+GOOD_WORDS = ["good", "great", "excellent", "wonderful", "lovely", "superb", "fine", "happy"]
+BAD_WORDS = ["bad", "awful", "terrible", "horrible", "poor", "dreadful", "sad", "nasty"]
+NEUTRAL_WORDS = [
+    "the", "a", "movie", "film", "food", "service", "book", "hotel", "room", "was", "is", "very",
+    "really", "quite", "and", "but", "it", "this", "that", "man", "woman", "dog", "cat", "runs",
+    "sleeps", "eats", "in", "on", "park", "house", "not", "no", "some", "all", "two", "people",
+]  # fmt: skip
+TINY_WORDS = GOOD_WORDS + BAD_WORDS + NEUTRAL_WORDS
+TINY_LABELS = ["entailment", "neutral", "contradiction"]
+
+
+def _write_tokenizer(folder: Path) -> None:
+    from transformers import BertTokenizerFast
+
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(SPECIAL_TOKENS + TINY_WORDS) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=128)
+    tokenizer.save_pretrained(folder)
+
+
+def _tiny_config(num_labels: int = 3, init_range: float = 0.02) -> object:
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(SPECIAL_TOKENS) + len(TINY_WORDS),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+        initializer_range=init_range,
+        num_labels=num_labels,
+        id2label=dict(enumerate(TINY_LABELS[:num_labels])),
+        label2id={name: i for i, name in enumerate(TINY_LABELS[:num_labels])},
+    )
+
+
+def build_tiny_model(
+    folder: Path, seed: int = 0, head: bool = True, init_range: float = 0.02
+) -> Path:
+    """Save a random tiny BERT (with a 3-way classification head unless ``head`` is False)."""
+    import torch
+    from transformers import BertForSequenceClassification, BertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = _tiny_config(init_range=init_range)
+    model = BertForSequenceClassification(config) if head else BertModel(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    _write_tokenizer(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random 3-way classifier folder (labels entailment/neutral/contradiction). Read-only:
+    copy it before changing anything."""
+    # Weights far above the usual 0.02 scale, so logits are O(1) and differ between inputs: a
+    # padding or ordering bug must move them by much more than the 1e-5 the tests allow.
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", init_range=0.5)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random encoder without a classification head (like a pre-trained base model),
+    initialised at the usual scale so that fine-tuning it behaves normally."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-base") / "model", head=False)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread() -> Iterator[None]:
+    """Run tiny models on one thread: they gain nothing from more, and on a busy 2-core machine
+    OpenMP threads spin against each other (a training step measured 10-30x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
