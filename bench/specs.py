@@ -130,6 +130,9 @@ class ThresholdLabels(Spec):
     above: str
 
 
+_DEFAULT_FRACTIONS: dict[Role, float] = {"train": 0.8, "dev": 0.1, "test": 0.1}
+
+
 class SplitPlan(Spec):
     """How a single pool of examples is divided into train/dev/test.
 
@@ -138,9 +141,7 @@ class SplitPlan(Spec):
     split with a seeded, order-independent subsample.
     """
 
-    fractions: dict[Role, float] = Field(
-        default_factory=lambda: {"train": 0.8, "dev": 0.1, "test": 0.1}
-    )
+    fractions: dict[Role, float] = Field(default_factory=lambda: dict(_DEFAULT_FRACTIONS))
     seed: int = 0
     limits: dict[Role, int] = Field(default_factory=dict)
 

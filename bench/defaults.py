@@ -1,0 +1,245 @@
+"""The built-in default: two MiniLM classifiers fine-tuned once, evaluated on the built-in tasks.
+
+No fine-tuned NLI or sentiment model ships anywhere offline, so the main job trains its own from the
+MiniLM-L6 encoder asset and caches them under the asset cache, keyed by a hash of the recipe and the
+training data. A second invocation finds the models and every result already in place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import BenchError
+from bench.progress import console
+from bench.specs import canonical_json, sha256_text
+
+if TYPE_CHECKING:
+    from bench.finetune import FinetuneConfig
+    from bench.tasks.examples import TaskData
+
+BASE_ASSET = "minilm"
+CARD = "bench_model_card.json"
+
+
+@dataclass(frozen=True)
+class DefaultModel:
+    name: str
+    train_tasks: tuple[str, ...]
+    labels: tuple[str, ...]
+    eval_tasks: tuple[str, ...]
+    # Per-task cap on training examples (seeded sample), so CPU fine-tuning stays in minutes.
+    max_train_per_task: int | None
+    recipe: dict[str, Any]
+
+
+DEFAULT_MODELS: dict[str, DefaultModel] = {
+    m.name: m
+    for m in (
+        DefaultModel(
+            name="minilm-nli",
+            train_tasks=("vitaminc", "presuppositions_as_nli"),
+            labels=("entailment", "neutral", "contradiction"),
+            eval_tasks=(
+                "vitaminc",
+                "presuppositions_as_nli",
+                "epistemic_reasoning",
+                "analytic_entailment",
+            ),
+            max_train_per_task=3000,
+            recipe={"epochs": 2, "lr": 1e-4, "batch_size": 32, "max_length": 128, "seed": 0},
+        ),
+        DefaultModel(
+            name="minilm-sentiment",
+            train_tasks=("vader_movies",),
+            labels=("negative", "positive"),
+            eval_tasks=("vader_movies", "vader_amazon", "vader_nyt", "vader_tweets"),
+            max_train_per_task=4000,
+            recipe={"epochs": 1, "lr": 1e-4, "batch_size": 32, "max_length": 64, "seed": 0},
+        ),
+    )
+}
+
+
+def base_model_path(base: str) -> str:
+    """``minilm`` names the pinned encoder asset; anything else is a hub id or folder."""
+    if base != BASE_ASSET:
+        return base
+    from bench.assets import asset_dir
+
+    # The asset's extract rule strips the wheel's prefix: its folder is the HF model folder.
+    return str(asset_dir(BASE_ASSET))
+
+
+def _sample(items: list[Any], cap: int | None, seed: int) -> list[Any]:
+    if cap is None or len(items) <= cap:
+        return items
+    import random
+
+    rng = random.Random(seed)
+    return rng.sample(items, cap)
+
+
+def training_pairs(
+    datas: Sequence[TaskData],
+    labels: Sequence[str],
+    cap: int | None,
+    seed: int,
+    role: str = "train",
+) -> list[tuple[tuple[str, ...], int]]:
+    """Examples of several tasks in one label space (by label name, never by position)."""
+    index = {name: i for i, name in enumerate(labels)}
+    pairs: list[tuple[tuple[str, ...], int]] = []
+    for data in datas:
+        unknown = set(data.spec.labels) - set(index)
+        if unknown:
+            raise BenchError(
+                f"task {data.spec.name!r} has labels {sorted(unknown)} outside the model's "
+                f"label set {list(labels)}"
+            )
+        examples = data.splits.get(role, [])  # type: ignore[call-overload]
+        chosen = _sample(list(examples), cap, seed)
+        pairs += [(ex.inputs, index[data.spec.labels[ex.label]]) for ex in chosen]
+    return pairs
+
+
+def train_on(
+    datas: Sequence[TaskData],
+    labels: Sequence[str],
+    base: str,
+    out: Path,
+    config: FinetuneConfig,
+    max_train: int | None,
+    progress: bool = True,
+) -> Path:
+    """Fine-tune on the train split of ``datas``; their dev splits give the reported dev score."""
+    from bench.finetune import finetune
+
+    train = training_pairs(datas, labels, max_train, config.seed)
+    if not train:
+        raise BenchError(f"tasks {[d.spec.name for d in datas]} have no training examples")
+    dev = training_pairs(datas, labels, 1000, config.seed, role="dev")
+    result = finetune(
+        train,
+        list(labels),
+        base_model_path(base),
+        out,
+        config,
+        progress=progress,
+        dev=dev or None,
+        data_hash=sha256_text(canonical_json([d.data_hash for d in datas])),
+        train_tasks=[d.spec.name for d in datas],
+    )
+    return Path(result.path)
+
+
+def finetune_on_tasks(
+    tasks: Sequence[str],
+    base: str,
+    out: Path,
+    config: FinetuneConfig,
+    max_train: int | None,
+    labels: Sequence[str] | None = None,
+    tasks_dir: Sequence[Path] = (),
+    progress: bool = True,
+) -> Path:
+    """``bench finetune``: tasks by name; the label set is the first task's unless given."""
+    from bench.tasks import get_task, load_task_data
+
+    datas = [load_task_data(r.spec, r.base_dir) for r in (get_task(t, tasks_dir) for t in tasks)]
+    chosen = list(labels) if labels is not None else list(datas[0].spec.labels)
+    return train_on(datas, chosen, base, out, config, max_train, progress)
+
+
+def _recipe_key(model: DefaultModel, data_hashes: list[str]) -> str:
+    return sha256_text(
+        canonical_json(
+            {
+                "train_tasks": model.train_tasks,
+                "labels": model.labels,
+                "cap": model.max_train_per_task,
+                "recipe": model.recipe,
+                "data": data_hashes,
+                "base": BASE_ASSET,
+            }
+        )
+    )[:12]
+
+
+def _models_root() -> Path:
+    from bench.assets import cache_root
+
+    return cache_root() / "models"
+
+
+def trained_model_dir(model: DefaultModel) -> Path | None:
+    """The newest trained folder of a default model, if any (without loading task data)."""
+    found = sorted(
+        (p for p in _models_root().glob(f"{model.name}-*") if (p / CARD).is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    return found[-1] if found else None
+
+
+def ensure_default_model(model: DefaultModel, datas: Sequence[TaskData], progress: bool) -> Path:
+    from bench.finetune import FinetuneConfig
+
+    key = _recipe_key(model, [d.data_hash for d in datas])
+    out = _models_root() / f"{model.name}-{key}"
+    if (out / CARD).is_file():
+        return out
+    console.print(f"[bold]fine-tuning[/] {model.name} on {', '.join(model.train_tasks)}")
+    config = FinetuneConfig(**model.recipe)
+    return train_on(
+        datas, model.labels, BASE_ASSET, out, config, model.max_train_per_task, progress
+    )
+
+
+def run_default(db: Path | None = None, out_dir: Path | None = None, progress: bool = True) -> str:
+    """Fetch assets, train the default models if needed, evaluate them, return the table."""
+    from bench import assets
+    from bench.report.leaderboard import plot, render
+    from bench.runner import Evaluator
+    from bench.specs import EvalConfig, ModelSpec
+    from bench.store import ResultStore
+    from bench.summary import result_rows
+    from bench.tasks import get_task, load_task_data
+
+    started = time.perf_counter()
+    assets.fetch([BASE_ASSET, "bigbench", "vader"], progress=progress)
+    names = sorted({t for m in DEFAULT_MODELS.values() for t in (*m.train_tasks, *m.eval_tasks)})
+    datas = {}
+    for name in names:
+        item = get_task(name)
+        datas[name] = load_task_data(item.spec, item.base_dir)
+    records = []
+    computed = 0
+    with ResultStore(db) as store:
+        evaluator = Evaluator(store, EvalConfig(), progress=progress)
+        for model in DEFAULT_MODELS.values():
+            path = ensure_default_model(model, [datas[t] for t in model.train_tasks], progress)
+            spec = ModelSpec(name=model.name, path=str(path))
+            for task in model.eval_tasks:
+                result = evaluator.evaluate(datas[task], spec)
+                computed += result.computed
+                records.append(result.record)
+        rows = result_rows(store, records)
+    table = render(rows, "markdown")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for fmt, ext in (
+            ("markdown", "md"),
+            ("csv", "csv"),
+            ("html", "html"),
+            ("latex", "tex"),
+            ("json", "json"),
+        ):
+            (out_dir / f"leaderboard.{ext}").write_text(render(rows, fmt), encoding="utf-8")  # type: ignore[arg-type]
+        plot(rows, out_dir / "leaderboard.png")
+    elapsed = time.perf_counter() - started
+    source = "computed" if computed else "answered from the store"
+    where = f"; reports in {out_dir}" if out_dir is not None else ""
+    return f"{table}\n\n{len(records)} results ({source}) in {elapsed:.1f} s{where}"

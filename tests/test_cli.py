@@ -1,0 +1,204 @@
+"""The command line: light start-up, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.assets import get_spec
+
+
+def _bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+
+
+def _assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    # Progress chatter may come first; the error is one line, and the last.
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def _modules_after(args: list[str]) -> set[str]:
+    code = (
+        "import sys\nfrom bench.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        "print('MODULES:', ' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'torch', 'textattack', 'transformers', 'datasets', 'pandas'})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    marker = [line for line in out.stdout.splitlines() if line.startswith("MODULES:")]
+    assert len(marker) == 1, out.stdout
+    return set(marker[0].split()[1:])
+
+
+def test_help_imports_no_heavy_library() -> None:
+    loaded = _modules_after(["--help"])
+    assert not {m for m in loaded if m.split(".")[0] in {"torch", "textattack"}}, loaded
+    assert not loaded, loaded  # transformers, datasets and pandas stay out too
+
+
+def test_tasks_list_imports_no_torch() -> None:
+    loaded = _modules_after(["tasks", "list"])
+    assert not {m for m in loaded if m.split(".")[0] in {"torch", "textattack"}}
+
+
+def _local_task(folder: Path, rows: list[dict[str, object]], **extra: str) -> Path:
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fields = {
+        "name": "local_pairs",
+        "inputs": "[premise, hypothesis]",
+        "labels": "[entailment, neutral, contradiction]",
+        **extra,
+    }
+    body = "".join(f"{k}: {v}\n" for k, v in fields.items())
+    task = folder / "task.yaml"
+    task.write_text(
+        body + "source: {type: local, path: data.jsonl}\nsplits: {fractions: {test: 1.0}}\n"
+    )
+    return task
+
+
+ROWS = [
+    {"premise": "the dog runs", "hypothesis": "a dog runs", "label": "entailment"},
+    {"premise": "the cat sleeps", "hypothesis": "the cat runs", "label": "contradiction"},
+]
+
+
+def test_unknown_task(tiny_model_dir: Path, tmp_path: Path) -> None:
+    proc = _bench(
+        "run",
+        "--task",
+        "no_such_task",
+        "--model",
+        str(tiny_model_dir),
+        "--db",
+        str(tmp_path / "r.sqlite"),
+    )
+    _assert_user_error(proc, "unknown task 'no_such_task'")
+
+
+def test_missing_column(tiny_model_dir: Path, tmp_path: Path) -> None:
+    task = _local_task(tmp_path, ROWS, inputs="[premise, claim]")
+    proc = _bench(
+        "run",
+        "--task",
+        str(task),
+        "--model",
+        str(tiny_model_dir),
+        "--db",
+        str(tmp_path / "r.sqlite"),
+    )
+    _assert_user_error(proc, "column 'claim' not found")
+
+
+def test_label_mismatch_between_model_and_task(tiny_model_dir: Path, tmp_path: Path) -> None:
+    rows = [{"premise": "a", "hypothesis": "b", "label": "pos"}]
+    task = _local_task(tmp_path, rows, labels="[pos, neg]")
+    proc = _bench(
+        "run",
+        "--task",
+        str(task),
+        "--model",
+        str(tiny_model_dir),
+        "--db",
+        str(tmp_path / "r.sqlite"),
+    )
+    _assert_user_error(proc, "do not match task labels")
+
+
+def test_unreadable_model_folder(tmp_path: Path) -> None:
+    task = _local_task(tmp_path, ROWS)
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ this is not json")
+    proc = _bench(
+        "run", "--task", str(task), "--model", str(broken), "--db", str(tmp_path / "r.sqlite")
+    )
+    _assert_user_error(proc, "broken-model")
+    missing = _bench(
+        "run",
+        "--task",
+        str(task),
+        "--model",
+        str(tmp_path / "nowhere"),
+        "--db",
+        str(tmp_path / "r.sqlite"),
+    )
+    _assert_user_error(missing, "nowhere")
+
+
+def test_empty_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
+    task = _local_task(tmp_path, [])
+    proc = _bench(
+        "run",
+        "--task",
+        str(task),
+        "--model",
+        str(tiny_model_dir),
+        "--db",
+        str(tmp_path / "r.sqlite"),
+    )
+    _assert_user_error(proc, "is empty")
+
+
+def test_malformed_yaml(tiny_model_dir: Path, tmp_path: Path) -> None:
+    task = tmp_path / "bad.yaml"
+    task.write_text("name: bad\nlabels: [a, b\n  inputs: {")
+    proc = _bench("run", "--task", str(task), "--model", str(tiny_model_dir))
+    _assert_user_error(proc, "malformed YAML")
+    shown = _bench("tasks", "show", str(task))
+    _assert_user_error(shown, "malformed YAML")
+
+
+def test_asset_hash_mismatch_is_refused(tmp_path: Path) -> None:
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    spec = get_spec("vader")
+    (archives / spec.filename).write_bytes(b"not the pinned archive")
+    proc = _bench(
+        "assets",
+        "fetch",
+        "vader",
+        env={"BENCH_ASSET_ARCHIVES": str(archives), "BENCH_CACHE_DIR": str(tmp_path / "c")},
+    )
+    _assert_user_error(proc, "vader")
+    assert "sha256" in proc.stderr.lower() or "hash" in proc.stderr.lower()
+    assert not (tmp_path / "c" / "assets" / f"vader-{spec.version}").exists()
+
+
+def test_bad_option_value_is_exit_2(tmp_path: Path) -> None:
+    proc = _bench(
+        "run",
+        "--task",
+        "vader_movies",
+        "--model",
+        "x",
+        "--split",
+        "validation",
+        "--db",
+        str(tmp_path / "r.sqlite"),
+    )
+    _assert_user_error(proc, "--split")
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "docx"])
+def test_unknown_leaderboard_format(fmt: str, tmp_path: Path) -> None:
+    proc = _bench("leaderboard", "--format", fmt, "--db", str(tmp_path / "r.sqlite"))
+    _assert_user_error(proc, "unknown format")
