@@ -184,7 +184,9 @@ def run(
     split: Annotated[str, typer.Option(help="Split to evaluate: train, dev or test.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Starting batch size (halved on OOM).")] = 32,
     max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
-    limit: Annotated[int | None, typer.Option(help="Evaluate a seeded sample of N examples.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate a seeded sample of N examples.")
+    ] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for bootstrap CIs.")] = 0,
@@ -316,11 +318,14 @@ def default(
         "reports/default"
     ),
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate a seeded sample of N test examples per task.")
+    ] = None,
 ) -> None:
     """The main job: fetch assets, fine-tune the default models once, evaluate, print the table."""
     from bench.defaults import run_default
 
-    _echo(run_default(db=db, out_dir=out, progress=progress))
+    _echo(run_default(db=db, out_dir=out, progress=progress, limit=limit))
 
 
 # -------------------------------------------------------------------------------------------- main

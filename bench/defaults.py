@@ -39,17 +39,22 @@ class DefaultModel:
 DEFAULT_MODELS: dict[str, DefaultModel] = {
     m.name: m
     for m in (
+        # Measured on 2 cores (see docs/default-models.md): MiniLM-L6 stays at the majority
+        # rate on 3-way vitaminc (3,000 pairs, 2 epochs, lr 1e-4) and on 3-way
+        # presuppositions_as_nli (5 epochs), but learns epistemic_reasoning in 2 epochs at lr 1e-4.
+        # So the default NLI model is 2-way and trained on epistemic_reasoning only; vitaminc and
+        # presuppositions are evaluation tasks (collapsed to 2-way), where chance is a finding.
         DefaultModel(
             name="minilm-nli",
-            train_tasks=("vitaminc", "presuppositions_as_nli"),
-            labels=("entailment", "neutral", "contradiction"),
+            train_tasks=("epistemic_reasoning",),
+            labels=("entailment", "non-entailment"),
             eval_tasks=(
-                "vitaminc",
-                "presuppositions_as_nli",
                 "epistemic_reasoning",
                 "analytic_entailment",
+                "presuppositions_as_nli_2way",
+                "vitaminc_2way",
             ),
-            max_train_per_task=3000,
+            max_train_per_task=None,
             recipe={"epochs": 2, "lr": 1e-4, "batch_size": 32, "max_length": 128, "seed": 0},
         ),
         DefaultModel(
@@ -170,9 +175,13 @@ def _recipe_key(model: DefaultModel, data_hashes: list[str]) -> str:
 
 
 def _models_root() -> Path:
+    """Where default models are trained into: ``$BENCH_MODELS_DIR``, else the cache's models/."""
+    import os
+
     from bench.assets import cache_root
 
-    return cache_root() / "models"
+    env = os.environ.get("BENCH_MODELS_DIR")
+    return Path(env) if env else cache_root() / "models"
 
 
 def trained_model_dir(model: DefaultModel) -> Path | None:
@@ -198,8 +207,16 @@ def ensure_default_model(model: DefaultModel, datas: Sequence[TaskData], progres
     )
 
 
-def run_default(db: Path | None = None, out_dir: Path | None = None, progress: bool = True) -> str:
-    """Fetch assets, train the default models if needed, evaluate them, return the table."""
+def run_default(
+    db: Path | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> str:
+    """Fetch assets, train the default models if needed, evaluate them, return the table.
+
+    ``limit`` evaluates a seeded sample of each test split (a quick look; full splits otherwise).
+    """
     from bench import assets
     from bench.report.leaderboard import plot, render
     from bench.runner import Evaluator
@@ -218,7 +235,7 @@ def run_default(db: Path | None = None, out_dir: Path | None = None, progress: b
     records = []
     computed = 0
     with ResultStore(db) as store:
-        evaluator = Evaluator(store, EvalConfig(), progress=progress)
+        evaluator = Evaluator(store, EvalConfig(limit=limit), progress=progress)
         for model in DEFAULT_MODELS.values():
             path = ensure_default_model(model, [datas[t] for t in model.train_tasks], progress)
             spec = ModelSpec(name=model.name, path=str(path))
