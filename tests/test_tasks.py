@@ -204,3 +204,24 @@ def test_local_jsonl_task_end_to_end(tmp_path: Path) -> None:
     assert data.data_hash == again.data_hash
     (tmp_path / "toy.jsonl").write_text("\n".join(json.dumps(r) for r in _rows(41)))
     assert load_task_data(_spec(), tmp_path).data_hash != data.data_hash
+
+
+def test_entry_point_plugins_are_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real (if minimal) installed distribution: a dist-info folder on sys.path declaring the
+    # entry point, and the module it names. importlib.metadata finds it like any package.
+    (tmp_path / "plugin_tasks_mod.py").write_text(
+        "from bench.specs import TaskSpec\n"
+        "TASKS = [TaskSpec(name='plugin_task', source={'type': 'local', 'path': 'x.jsonl'},\n"
+        "                  inputs=['text'], labels=['a', 'b'])]\n"
+    )
+    info = tmp_path / "plugin_tasks-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plugin-tasks\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[bench.tasks]\nmine = plugin_tasks_mod:TASKS\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = discover_tasks()
+    assert found["plugin_task"].origin == "entry-point:mine"
+
+    (info / "entry_points.txt").write_text("[bench.tasks]\nbroken = no_such_module_xyz:TASKS\n")
+    with pytest.raises(SpecError, match="plug-in 'broken'"):
+        discover_tasks()
