@@ -17,7 +17,8 @@ def result_rows(
         if metric not in metrics:
             continue
         m = metrics[metric]
-        majority = metrics.get("majority")
+        # The stored baseline is the majority-class *accuracy*; it means nothing for other metrics.
+        majority = metrics.get("majority") if metric == "accuracy" else None
         rows.append(
             ResultRow(
                 model=rec.model,

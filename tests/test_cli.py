@@ -24,6 +24,12 @@ def _bench(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+def _run(task: Path | str, model: Path | str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return _bench(
+        "run", "--task", str(task), "--model", str(model), "--db", str(tmp_path / "r.sqlite")
+    )
+
+
 def _assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -82,44 +88,20 @@ ROWS = [
 
 
 def test_unknown_task(tiny_model_dir: Path, tmp_path: Path) -> None:
-    proc = _bench(
-        "run",
-        "--task",
-        "no_such_task",
-        "--model",
-        str(tiny_model_dir),
-        "--db",
-        str(tmp_path / "r.sqlite"),
-    )
+    proc = _run("no_such_task", str(tiny_model_dir), tmp_path)
     _assert_user_error(proc, "unknown task 'no_such_task'")
 
 
 def test_missing_column(tiny_model_dir: Path, tmp_path: Path) -> None:
     task = _local_task(tmp_path, ROWS, inputs="[premise, claim]")
-    proc = _bench(
-        "run",
-        "--task",
-        str(task),
-        "--model",
-        str(tiny_model_dir),
-        "--db",
-        str(tmp_path / "r.sqlite"),
-    )
+    proc = _run(str(task), str(tiny_model_dir), tmp_path)
     _assert_user_error(proc, "column 'claim' not found")
 
 
 def test_label_mismatch_between_model_and_task(tiny_model_dir: Path, tmp_path: Path) -> None:
     rows = [{"premise": "a", "hypothesis": "b", "label": "pos"}]
     task = _local_task(tmp_path, rows, labels="[pos, neg]")
-    proc = _bench(
-        "run",
-        "--task",
-        str(task),
-        "--model",
-        str(tiny_model_dir),
-        "--db",
-        str(tmp_path / "r.sqlite"),
-    )
+    proc = _run(str(task), str(tiny_model_dir), tmp_path)
     _assert_user_error(proc, "do not match task labels")
 
 
@@ -128,33 +110,15 @@ def test_unreadable_model_folder(tmp_path: Path) -> None:
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{ this is not json")
-    proc = _bench(
-        "run", "--task", str(task), "--model", str(broken), "--db", str(tmp_path / "r.sqlite")
-    )
+    proc = _run(str(task), str(broken), tmp_path)
     _assert_user_error(proc, "broken-model")
-    missing = _bench(
-        "run",
-        "--task",
-        str(task),
-        "--model",
-        str(tmp_path / "nowhere"),
-        "--db",
-        str(tmp_path / "r.sqlite"),
-    )
+    missing = _run(str(task), str(tmp_path / "nowhere"), tmp_path)
     _assert_user_error(missing, "nowhere")
 
 
 def test_empty_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
     task = _local_task(tmp_path, [])
-    proc = _bench(
-        "run",
-        "--task",
-        str(task),
-        "--model",
-        str(tiny_model_dir),
-        "--db",
-        str(tmp_path / "r.sqlite"),
-    )
+    proc = _run(str(task), str(tiny_model_dir), tmp_path)
     _assert_user_error(proc, "is empty")
 
 

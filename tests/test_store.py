@@ -92,3 +92,25 @@ def test_schema_mismatch_and_garbage_file_are_user_errors(tmp_path: Path) -> Non
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(BenchError, match="cannot open results database"):
         ResultStore(junk)
+
+
+def test_result_rows_carry_majority_only_for_accuracy(tmp_path: Path) -> None:
+    from bench.summary import result_rows
+
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.begin_run(_record("k1"))
+        store.finish_run(
+            "k1",
+            [
+                StoredMetric("k1", "accuracy", 0.8, 0.7, 0.9),
+                StoredMetric("k1", "macro_f1", 0.6, 0.5, 0.7),
+                StoredMetric("k1", "majority", 0.55, None, None),
+            ],
+        )
+        records = store.latest_complete()
+        acc = result_rows(store, records, "accuracy")
+        f1 = result_rows(store, records, "macro_f1")
+        missing = result_rows(store, records, "ece")
+    assert [(r.value, r.majority, r.n) for r in acc] == [(0.8, 0.55, 4)]
+    assert [(r.value, r.majority) for r in f1] == [(0.6, None)]
+    assert missing == []
