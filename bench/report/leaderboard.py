@@ -236,7 +236,9 @@ def _render_html(cells: pd.DataFrame, title: str, note: str) -> str:
         "body { font-family: sans-serif; margin: 2em; }\n"
         "table.leaderboard { border-collapse: collapse; }\n"
         "table.leaderboard th, table.leaderboard td { padding: 4px 10px; text-align: right;"
-        " border-bottom: 1px solid #ddd; }\n"
+        " border-bottom: 1px solid #ddd; white-space: nowrap; }\n"
+        # The first column holds model names: read left to right like text.
+        "table.leaderboard th:first-child, table.leaderboard td:first-child { text-align: left; }\n"
         "</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n{table}\n"
         f'<p class="footnote">{html.escape(note)}</p>\n'
