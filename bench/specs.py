@@ -138,12 +138,16 @@ class SplitPlan(Spec):
 
     Assignment hashes each example's content with ``seed``, so it does not depend on row order and
     an example never moves between splits when others are added. ``limits`` caps a role after the
-    split with a seeded, order-independent subsample.
+    split with a seeded, order-independent subsample. Without ``group_by`` the hashed key is the
+    example's inputs, so duplicated texts never straddle splits either.
     """
 
     fractions: dict[Role, float] = Field(default_factory=lambda: dict(_DEFAULT_FRACTIONS))
     seed: int = 0
     limits: dict[Role, int] = Field(default_factory=dict)
+    # Rows sharing this column's value stay in one split (e.g. a claim that comes with several
+    # contrastive evidence passages). Dotted paths reach into nested fields: "comment.example_id".
+    group_by: str | None = None
 
     @field_validator("fractions")
     @classmethod

@@ -206,7 +206,9 @@ def test_local_jsonl_task_end_to_end(tmp_path: Path) -> None:
     assert load_task_data(_spec(), tmp_path).data_hash != data.data_hash
 
 
-def test_entry_point_plugins_are_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_point_plugins_are_discovered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A real (if minimal) installed distribution: a dist-info folder on sys.path declaring the
     # entry point, and the module it names. importlib.metadata finds it like any package.
     (tmp_path / "plugin_tasks_mod.py").write_text(
@@ -225,3 +227,21 @@ def test_entry_point_plugins_are_discovered(tmp_path: Path, monkeypatch: pytest.
     (info / "entry_points.txt").write_text("[bench.tasks]\nbroken = no_such_module_xyz:TASKS\n")
     with pytest.raises(SpecError, match="plug-in 'broken'"):
         discover_tasks()
+
+
+def test_group_by_keeps_groups_in_one_split() -> None:
+    spec = _spec(splits={"fractions": {"train": 0.5, "test": 0.5}, "group_by": "meta.group"})
+    rows = [
+        {"text": f"variant {i} of claim {g}", "label": "pos" if i else "neg", "meta": {"group": g}}
+        for g in range(200)
+        for i in range(3)
+    ]
+    data = build_task_data(spec, {"all": rows})
+    where: dict[str, set[str]] = {}
+    for role, examples in data.splits.items():
+        for ex in examples:
+            where.setdefault(ex.inputs[0].split(" of ")[1], set()).add(role)
+    assert len(where) == 200 and all(len(roles) == 1 for roles in where.values())
+    assert set(data.splits) == {"train", "test"}
+    with pytest.raises(DataError, match=r"group_by field 'meta\.group' is missing"):
+        build_task_data(spec, {"all": [{"text": "x", "label": "pos"}]})

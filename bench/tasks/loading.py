@@ -68,22 +68,35 @@ def _check_columns(spec: TaskSpec, rows: list[dict[str, Any]], where: str) -> No
         )
 
 
-def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], str]]:
+def _group_value(row: dict[str, Any], path: str, task: str) -> str:
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise DataError(f"task {task!r}: split group_by field {path!r} is missing in a row")
+        value = value[part]
+    return canonical_json(value)
+
+
+def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], str, str]]:
+    """(inputs, label name, split key) per usable row."""
     out = []
+    group_by = spec.splits.group_by
     for row in rows:
         label = _label_name(spec, row)
         values = [row.get(col) for col in spec.inputs]
         # Rows without text cannot be classified; they are dropped, not guessed.
         if label is None or any(v is None or str(v).strip() == "" for v in values):
             continue
-        out.append((tuple(str(v) for v in values), label))
+        inputs = tuple(str(v) for v in values)
+        key = _group_value(row, group_by, spec.name) if group_by else canonical_json(list(inputs))
+        out.append((inputs, label, key))
     return out
 
 
-def _assign(plan: SplitPlan, inputs_key: str) -> Role:
-    # Hash the inputs only: duplicated texts (with any label) land in the same split, so a
-    # duplicate can never leak from train into test.
-    u = _unit_interval(plan.seed, inputs_key)
+def _assign(plan: SplitPlan, split_key: str) -> Role:
+    # The key is the inputs (or the group): duplicated texts, or rows of one group, land in the
+    # same split whatever their labels, so they can never leak from train into test.
+    u = _unit_interval(plan.seed, split_key)
     acc = 0.0
     chosen: Role = "test"
     for role in ROLES:
@@ -118,13 +131,13 @@ def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> Tas
     for key, rows in raw.items():
         if rows:
             _check_columns(spec, rows, f"the {key!r} data")
-        pairs = _to_pairs(spec, rows)
+        triples = _to_pairs(spec, rows)
         if key == "all":
-            for inputs, label in pairs:
-                role = _assign(spec.splits, canonical_json(list(inputs)))
+            for inputs, label, split_key in triples:
+                role = _assign(spec.splits, split_key)
                 by_role.setdefault(role, []).append((inputs, label))
         elif key in ROLES:
-            by_role.setdefault(key, []).extend(pairs)
+            by_role.setdefault(key, []).extend((inputs, label) for inputs, label, _ in triples)
         else:
             raise DataError(f"task {spec.name!r}: unknown split role {key!r}")
     if not any(by_role.values()):
