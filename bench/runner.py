@@ -10,15 +10,18 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from bench._version import __version__
 from bench.errors import BenchError
+from bench.models.labels import align_labels
 from bench.progress import make_progress
 from bench.specs import EvalConfig, ModelSpec
 from bench.store import PredictionRow, ResultStore, RunRecord, StoredMetric, run_key
 from bench.tasks.examples import TaskData
+from bench.tasks.loading import sample_examples
 
 if TYPE_CHECKING:
     from bench.models.classifier import HFClassifier
@@ -80,7 +83,9 @@ class Evaluator:
             self._identities[key] = model_identity(spec.path, spec.revision)
         return self._identities[key]
 
-    def _config_identity(self) -> dict[str, Any]:
+    @cached_property
+    def config_identity(self) -> dict[str, Any]:
+        """The evaluation settings that enter run keys (fixed for this evaluator)."""
         from bench.models.classifier import resolve_device, resolve_dtype
 
         ident = self.config.identity()
@@ -96,7 +101,7 @@ class Evaluator:
                 "task": task.data_hash,
                 "model": self._identity(model)["hash"],
                 "label_map": dict(sorted(model.label_map.items())),
-                "config": self._config_identity(),
+                "config": self.config_identity,
                 "harness": __version__,
             }
         )
@@ -107,14 +112,10 @@ class Evaluator:
         if existing is not None and existing.status == "complete":
             return EvalResult(existing, self.store.metrics(key), cached=True)
 
-        from bench.tasks.loading import sample_examples
-
         examples = sample_examples(
             task.split(self.config.split), self.config.limit, self.config.seed
         )
         classifier = self._model(model)
-        from bench.models.labels import align_labels
-
         alignment = align_labels(
             classifier.labels, task.spec.labels, task.spec.label_aliases, model.label_map
         )
@@ -130,7 +131,7 @@ class Evaluator:
                 model_path=model.path,
                 model_hash=ident["hash"],
                 config={
-                    **self._config_identity(),
+                    **self.config_identity,
                     "batch_size": self.config.batch_size,
                     "device": classifier.device,
                 },
