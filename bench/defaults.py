@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+from bench.finetune import CARD_NAME
 from bench.progress import console
 from bench.specs import canonical_json, sha256_text
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from bench.tasks.examples import TaskData
 
 BASE_ASSET = "minilm"
-CARD = "bench_model_card.json"
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def _models_root() -> Path:
 def trained_model_dir(model: DefaultModel) -> Path | None:
     """The newest trained folder of a default model, if any (without loading task data)."""
     found = sorted(
-        (p for p in _models_root().glob(f"{model.name}-*") if (p / CARD).is_file()),
+        (p for p in _models_root().glob(f"{model.name}-*") if (p / CARD_NAME).is_file()),
         key=lambda p: p.stat().st_mtime,
     )
     return found[-1] if found else None
@@ -198,7 +198,7 @@ def ensure_default_model(model: DefaultModel, datas: Sequence[TaskData], progres
 
     key = _recipe_key(model, [d.data_hash for d in datas])
     out = _models_root() / f"{model.name}-{key}"
-    if (out / CARD).is_file():
+    if (out / CARD_NAME).is_file():
         return out
     console.print(f"[bold]fine-tuning[/] {model.name} on {', '.join(model.train_tasks)}")
     config = FinetuneConfig(**model.recipe)
