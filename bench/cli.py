@@ -290,10 +290,9 @@ def leaderboard(
 
     if fmt not in FORMATS:
         raise BenchError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    path = Path(db) if db else None
-    if path is not None and not path.exists():
-        raise BenchError(f"results database {path} does not exist")
-    with ResultStore(path) as store:
+    if db is not None and not db.exists():
+        raise BenchError(f"results database {db} does not exist")
+    with ResultStore(db) as store:
         rows = result_rows(store, store.latest_complete(), metric=metric)
     if not rows:
         raise BenchError("the results database holds no completed runs; run `bench run` first")

@@ -205,18 +205,22 @@ class ResultStore:
         assert stored is not None
         return stored
 
+    def _run_rows(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        cursor = self._conn.cursor()
+        # Rows by column name, for this cursor only: other queries keep plain tuples.
+        cursor.row_factory = sqlite3.Row
+        return cursor.execute(sql, params).fetchall()
+
     def get_run(self, key: str) -> RunRecord | None:
-        row = self._conn.execute("SELECT * FROM runs WHERE run_key=?", (key,)).fetchone()
-        return None if row is None else self._record(row)
+        rows = self._run_rows("SELECT * FROM runs WHERE run_key=?", (key,))
+        return self._record(rows[0]) if rows else None
 
     def runs(self, status: str | None = "complete") -> list[RunRecord]:
         sql = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY created_at"
-        rows = self._conn.execute(sql, (status,) if status else ()).fetchall()
-        return [self._record(r) for r in rows]
+        return [self._record(r) for r in self._run_rows(sql, (status,) if status else ())]
 
-    def _record(self, row: tuple[Any, ...]) -> RunRecord:
-        names = [d[0] for d in self._conn.execute("SELECT * FROM runs LIMIT 0").description]
-        d = dict(zip(names, row, strict=True))
+    @staticmethod
+    def _record(d: sqlite3.Row) -> RunRecord:
         return RunRecord(
             run_key=d["run_key"],
             kind=d["kind"],
