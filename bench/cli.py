@@ -16,7 +16,10 @@ import typer
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
+    from bench.attacks.runner import AttackRunner
+    from bench.attacks.specs import AttackConfig, SuiteSpec
     from bench.specs import ModelSpec
+    from bench.tasks.examples import TaskData
 
 app = typer.Typer(
     name="bench",
@@ -197,11 +200,20 @@ def run(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow model code from the hub (off: code in data never runs).")
     ] = False,
+    suite: SuiteOption = None,
+    attack_limit: Annotated[
+        int | None, typer.Option(help="With --suite: attack a seeded sample of N examples.")
+    ] = 100,
+    query_budget: Annotated[
+        int | None, typer.Option(help="With --suite: model queries allowed per example.")
+    ] = None,
+    masked_lm: MaskedLMOption = None,
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Evaluate every --model on every --task; results go to the store, a table to stdout."""
+    """Evaluate every --model on every --task (then attack them with each --suite); results go
+    to the store, tables to stdout."""
     from pydantic import ValidationError
 
     from bench.report.leaderboard import render
@@ -230,11 +242,173 @@ def run(
     registered = [get_task(t, tasks_dir or []) for t in task]
     lm = parse_label_map(label_map)
     models = [parse_model(m, lm, trust_remote_code) for m in model]
+    suites = []
+    if suite:
+        from bench.attacks.suites import load_suite
+
+        suites = [load_suite(s) for s in suite]
+        attack_config = _attack_config(
+            split, attack_limit or None, seed, query_budget, max_length, None, n_bootstrap
+        )
     datas = [load_task_data(r.spec, r.base_dir) for r in registered]
     with ResultStore(db) as store:
+        runner = None
+        if suites:
+            from bench.attacks.runner import AttackRunner
+
+            runner = AttackRunner(
+                store,
+                attack_config,
+                masked_lm=masked_lm,
+                device=device,
+                dtype=dtype,
+                progress=progress,
+            )
+            for d in datas:  # refuse a bad attack before the evaluation starts
+                for s in suites:
+                    runner.plan(d, s)
         evaluator = Evaluator(store, config, progress=progress)
-        results = [evaluator.evaluate(d, m) for m in models for d in datas]
-        _echo(render(result_rows(store, [r.record for r in results]), "markdown"))
+        records = [evaluator.evaluate(d, m).record for m in models for d in datas]
+        if runner is not None:
+            _echo(_attack_all(runner, datas, models, suites))
+            records += [
+                r
+                for r in store.latest_complete(kinds=("suite",))
+                if (r.model, r.task) in {(m.name, d.spec.name) for m in models for d in datas}
+            ]
+        _echo(render(result_rows(store, records), "markdown"))
+
+
+# ------------------------------------------------------------------------------------------ attack
+
+SuiteOption = Annotated[
+    list[str] | None,
+    typer.Option("--suite", "-s", help="Attack suite: built-in name or YAML path (repeatable)."),
+]
+MaskedLMOption = Annotated[
+    str | None,
+    typer.Option("--masked-lm", help="Local masked-LM folder; enables BAE, BERT-Attack and CLARE."),
+]
+
+
+def _attack_config(
+    split: str,
+    limit: int | None,
+    seed: int,
+    query_budget: int | None,
+    max_length: int,
+    attack_column: list[str] | None,
+    n_bootstrap: int,
+) -> AttackConfig:
+    from pydantic import ValidationError
+
+    from bench.attacks.specs import AttackConfig
+
+    try:
+        return AttackConfig(
+            split=split,  # type: ignore[arg-type]
+            limit=limit,
+            seed=seed,
+            query_budget=query_budget,
+            max_length=max_length,
+            attack_columns=attack_column or None,
+            n_bootstrap=n_bootstrap,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BenchError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+
+
+def _attack_all(
+    runner: AttackRunner, datas: list[TaskData], models: list[ModelSpec], suites: list[SuiteSpec]
+) -> str:
+    """Plan everything (so a bad attack fails before any work), then run; returns the report."""
+    from bench.report.robustness import robustness_table
+
+    for data in datas:
+        for suite in suites:
+            runner.plan(data, suite)
+    parts = []
+    for model in models:
+        for data in datas:
+            for suite in suites:
+                outcomes, summary = runner.run_suite(data, model, suite)
+                runs = [(o.record, o.metrics) for o in [*outcomes, summary]]
+                title = f"### {model.name} on {data.spec.name}: suite {suite.name}"
+                parts.append(f"{title}\n\n{robustness_table(runs)}")
+    return "\n".join(parts)
+
+
+@app.command("attack")
+def attack(
+    task: Annotated[
+        list[str], typer.Option("--task", "-t", help="Task name or YAML (repeatable).")
+    ],
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="Model: hub id, local folder, NAME=PATH (repeatable)."),
+    ],
+    suite: SuiteOption = None,
+    split: Annotated[str, typer.Option(help="Split to attack: train, dev or test.")] = "test",
+    limit: Annotated[
+        int | None, typer.Option(help="Attack a seeded sample of N examples (0: all).")
+    ] = 100,
+    query_budget: Annotated[
+        int | None, typer.Option(help="Model queries allowed per example (TextAttack's count).")
+    ] = None,
+    attack_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Input column the attacks may change (default: the last, e.g. the "
+            "hypothesis of an NLI pair; repeatable)."
+        ),
+    ] = None,
+    masked_lm: MaskedLMOption = None,
+    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Model batch size for attack queries.")] = 64,
+    concurrency: Annotated[
+        int, typer.Option(help="Examples attacked together (their queries share batches).")
+    ] = 16,
+    seed: Annotated[int, typer.Option(help="Seed for sampling, attacks and CIs.")] = 0,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    label_map: Annotated[
+        str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
+    ] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the hub.")] = False,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run attack suites (TextAttack) against every --model on every --task."""
+    from bench.attacks.runner import AttackRunner
+    from bench.attacks.suites import load_suite
+    from bench.store import ResultStore
+    from bench.tasks import get_task, load_task_data
+
+    if concurrency < 1 or batch_size < 1:
+        raise BenchError("--concurrency and --batch-size must be at least 1")
+    config = _attack_config(
+        split, limit or None, seed, query_budget, max_length, attack_column, n_bootstrap
+    )
+    suites = [load_suite(s) for s in (suite or ["quick"])]
+    registered = [get_task(t, tasks_dir or []) for t in task]
+    lm = parse_label_map(label_map)
+    models = [parse_model(m, lm, trust_remote_code) for m in model]
+    datas = [load_task_data(r.spec, r.base_dir) for r in registered]
+    with ResultStore(db) as store:
+        runner = AttackRunner(
+            store,
+            config,
+            masked_lm=masked_lm,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            progress=progress,
+        )
+        _echo(_attack_all(runner, datas, models, suites))
 
 
 # ---------------------------------------------------------------------------------------- finetune
@@ -280,9 +454,16 @@ def leaderboard(
     metric: Annotated[str, typer.Option(help="Metric shown in cells.")] = "accuracy",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Also save a bar chart (PNG).")] = None,
+    attacks: Annotated[
+        bool,
+        typer.Option(
+            help="Add a column per attack beside each suite's (always on for csv and json)."
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Rows = models, columns = tasks; each cell with its bootstrap 95% CI."""
+    """Rows = models, columns = tasks (and task@suite: accuracy under attack); each cell with its
+    bootstrap 95% CI."""
     from bench.report.leaderboard import FORMATS, render
     from bench.report.leaderboard import plot as plot_rows
     from bench.store import ResultStore
@@ -293,7 +474,10 @@ def leaderboard(
     if db is not None and not db.exists():
         raise BenchError(f"results database {db} does not exist")
     with ResultStore(db) as store:
-        rows = result_rows(store, store.latest_complete(), metric=metric)
+        kinds = ["eval", "suite"]
+        if attacks or fmt in ("csv", "json"):
+            kinds.append("attack")
+        rows = result_rows(store, store.latest_complete(kinds=kinds), metric=metric)
     if not rows:
         raise BenchError("the results database holds no completed runs; run `bench run` first")
     text = render(rows, fmt, metric=metric)  # type: ignore[arg-type]

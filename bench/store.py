@@ -68,6 +68,23 @@ CREATE TABLE IF NOT EXISTS metrics (
     high REAL,
     PRIMARY KEY (run_key, name)
 );
+CREATE TABLE IF NOT EXISTS attack_examples (
+    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    uid TEXT NOT NULL,
+    label INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('succeeded', 'failed', 'skipped')),
+    original TEXT NOT NULL,
+    perturbed TEXT NOT NULL,
+    original_pred INTEGER NOT NULL,
+    perturbed_pred INTEGER NOT NULL,
+    original_scores TEXT NOT NULL,
+    perturbed_scores TEXT NOT NULL,
+    queries INTEGER NOT NULL,
+    words_changed INTEGER NOT NULL,
+    words_total INTEGER NOT NULL,
+    PRIMARY KEY (run_key, idx)
+);
 CREATE INDEX IF NOT EXISTS runs_by_model_task ON runs (model, task, status);
 """
 
@@ -113,6 +130,29 @@ class PredictionRow:
     pred: int
     probs: Sequence[float]
     logits: Sequence[float]
+
+
+@dataclass(frozen=True)
+class AttackRow:
+    """One attacked example: what went in, what came out, and what it cost.
+
+    ``original`` and ``perturbed`` hold every input column (the perturbed text equals the original
+    when the attack was skipped or failed); scores are in task label order.
+    """
+
+    idx: int
+    uid: str
+    label: int
+    status: str  # succeeded | failed | skipped
+    original: Sequence[str]
+    perturbed: Sequence[str]
+    original_pred: int
+    perturbed_pred: int
+    original_scores: Sequence[float]
+    perturbed_scores: Sequence[float]
+    queries: int
+    words_changed: int
+    words_total: int
 
 
 @dataclass(frozen=True)
@@ -310,6 +350,69 @@ class ResultStore:
         ).fetchone()
         return int(row[0])
 
+    # -- attacked examples ------------------------------------------------------------------
+
+    def add_attack_rows(self, key: str, rows: Sequence[AttackRow]) -> int:
+        """Write finished attacks in one transaction (existing rows are kept); the number new."""
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                """INSERT OR IGNORE INTO attack_examples (run_key, idx, uid, label, status,
+                original, perturbed, original_pred, perturbed_pred, original_scores,
+                perturbed_scores, queries, words_changed, words_total)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                [
+                    (
+                        key,
+                        r.idx,
+                        r.uid,
+                        r.label,
+                        r.status,
+                        json.dumps(list(r.original), ensure_ascii=False),
+                        json.dumps(list(r.perturbed), ensure_ascii=False),
+                        r.original_pred,
+                        r.perturbed_pred,
+                        json.dumps([float(x) for x in r.original_scores]),
+                        json.dumps([float(x) for x in r.perturbed_scores]),
+                        r.queries,
+                        r.words_changed,
+                        r.words_total,
+                    )
+                    for r in rows
+                ],
+            )
+            return conn.total_changes - before
+
+    def attack_rows(self, key: str) -> list[AttackRow]:
+        rows = self._conn.execute(
+            """SELECT idx, uid, label, status, original, perturbed, original_pred, perturbed_pred,
+            original_scores, perturbed_scores, queries, words_changed, words_total
+            FROM attack_examples WHERE run_key=? ORDER BY idx""",
+            (key,),
+        ).fetchall()
+        return [
+            AttackRow(
+                idx=r[0],
+                uid=r[1],
+                label=r[2],
+                status=r[3],
+                original=json.loads(r[4]),
+                perturbed=json.loads(r[5]),
+                original_pred=r[6],
+                perturbed_pred=r[7],
+                original_scores=json.loads(r[8]),
+                perturbed_scores=json.loads(r[9]),
+                queries=r[10],
+                words_changed=r[11],
+                words_total=r[12],
+            )
+            for r in rows
+        ]
+
+    def attacked_indices(self, key: str) -> set[int]:
+        rows = self._conn.execute("SELECT idx FROM attack_examples WHERE run_key=?", (key,))
+        return {r[0] for r in rows}
+
     # -- metrics ----------------------------------------------------------------------------
 
     def metrics(self, key: str) -> dict[str, StoredMetric]:
@@ -318,13 +421,14 @@ class ResultStore:
         ).fetchall()
         return {r[1]: StoredMetric(*r) for r in rows}
 
-    def latest_complete(self) -> list[RunRecord]:
-        """The newest complete eval run per (model, task, split): what a leaderboard shows."""
-        latest: dict[tuple[str, str, str], RunRecord] = {}
+    def latest_complete(self, kinds: Sequence[str] = ("eval",)) -> list[RunRecord]:
+        """The newest complete run per (model, task, split, kind, column): what a leaderboard
+        shows. Attack and suite runs carry their column (``suite/attack``) in their config."""
+        latest: dict[tuple[str, str, str, str, str], RunRecord] = {}
         for rec in self.runs("complete"):
-            if rec.kind != "eval":
+            if rec.kind not in kinds:
                 continue
-            k = (rec.model, rec.task, rec.split)
+            k = (rec.model, rec.task, rec.split, rec.kind, str(rec.config.get("column", "")))
             if k not in latest or (rec.finished_at or 0) >= (latest[k].finished_at or 0):
                 latest[k] = rec
         return list(latest.values())

@@ -43,6 +43,7 @@ LONG_COLUMNS = (
     "n",
     "majority",
     "run_key",
+    "profile",
 )
 
 
@@ -60,6 +61,8 @@ class ResultRow:
     majority: float | None = None
     run_key: str = ""
     column: str | None = None
+    # Short hash of an attack's constraint profile (or of a suite's attack profiles).
+    profile: str | None = None
 
     @property
     def label(self) -> str:

@@ -1,0 +1,106 @@
+"""Attack and suite specs: attacks as data.
+
+An attack is TextAttack's four parts (goal function, constraints, transformation, search method),
+each named from an allow-list of components with JSON parameters. A recipe is a named composition
+of those parts; a suite is a named, versioned list of attacks. Nothing here imports TextAttack, and
+nothing in a spec is ever executed: component names are looked up in a fixed registry.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from bench.specs import Role, Spec
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+# Component parameters are plain JSON values; nested components (a composite transformation's
+# parts) are dicts with a ``type`` and are validated by the registry when the attack is built.
+JSONValue = Any
+
+
+class ComponentSpec(Spec):
+    """One TextAttack part, by registry name, with its constructor parameters."""
+
+    type: str
+    params: dict[str, JSONValue] = Field(default_factory=dict)
+
+
+class CompositionSpec(Spec):
+    """Goal function + constraints + transformation + search method."""
+
+    goal: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="untargeted"))
+    transformation: ComponentSpec
+    constraints: list[ComponentSpec] = Field(default_factory=list)
+    search: ComponentSpec
+
+
+class AttackSpec(Spec):
+    """One attack in a suite: a built-in recipe (optionally with parameter overrides) or an
+    explicit composition."""
+
+    name: str
+    recipe: str | None = None
+    # Recipe parameter overrides, e.g. {"max_candidates": 20}; what a recipe accepts is listed in
+    # its definition, anything else is an error.
+    params: dict[str, JSONValue] = Field(default_factory=dict)
+    composition: CompositionSpec | None = None
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"attack name {value!r} may hold only letters, digits, '_', '.', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> AttackSpec:
+        if (self.recipe is None) == (self.composition is None):
+            raise ValueError(f"attack {self.name!r} needs exactly one of 'recipe' or 'composition'")
+        if self.composition is not None and self.params:
+            raise ValueError(f"attack {self.name!r}: 'params' apply to recipes only")
+        return self
+
+
+class SuiteSpec(Spec):
+    """A named, versioned list of attacks (YAML beside the tasks, in ``tasks/suites``)."""
+
+    name: str
+    version: str = "1"
+    description: str = ""
+    attacks: list[AttackSpec]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"suite name {value!r} may hold only letters, digits, '_', '.', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> SuiteSpec:
+        if not self.attacks:
+            raise ValueError(f"suite {self.name!r} lists no attacks")
+        names = [a.name for a in self.attacks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"suite {self.name!r} lists attack(s) twice: {', '.join(dupes)}")
+        return self
+
+
+class AttackConfig(Spec):
+    """Settings of an attack run that change its outcomes (and so enter its run key)."""
+
+    split: Role = "test"
+    limit: int | None = Field(default=100, ge=1)
+    seed: int = 0
+    # TextAttack counts every goal-function query (cache hits included) against this budget.
+    query_budget: int | None = Field(default=None, ge=1)
+    max_length: int = Field(default=256, ge=8)
+    # Input columns the attack may modify (None: the last input, i.e. the hypothesis of a pair).
+    attack_columns: list[str] | None = None
+    n_bootstrap: int = Field(default=1000, ge=0)

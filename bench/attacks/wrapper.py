@@ -1,0 +1,110 @@
+"""The victim model as TextAttack sees it: the spine's classifier behind a query cache.
+
+Stock ``HuggingFaceModelWrapper`` pads every query to the tokenizer's maximum length (512 for
+BERT-style models) and TextAttack batches only one search step of one example. Here queries go
+through :class:`ModelQuery`: de-duplicated, answered from a cache when seen before, and computed
+by ``HFClassifier`` with dynamic padding over length-sorted batches. Outputs are in the task's
+label order, so an attack's ground-truth label is a task label id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.attacks.compat import load_textattack
+
+if TYPE_CHECKING:
+    from bench.models.classifier import HFClassifier
+    from bench.models.labels import LabelAlignment
+
+_ta = load_textattack()
+
+Inputs = tuple[str, ...]
+
+
+def _permutation(matrix: np.ndarray) -> bool:
+    return (
+        matrix.shape[0] == matrix.shape[1]
+        and bool(np.all(matrix.sum(axis=0) == 1))
+        and bool(np.all(matrix.sum(axis=1) == 1))
+    )
+
+
+@dataclass
+class QueryStats:
+    queries: int = 0  # texts asked for (after TextAttack's own per-example cache)
+    cache_hits: int = 0
+    computed: int = 0  # texts that went through the model
+    forward_batches: int = 0
+
+
+class ModelQuery:
+    """Texts -> scores in task label order, with a cache shared by every attack of a run.
+
+    Scores are logits (re-ordered to the task's labels) when model and task labels correspond one
+    to one, as TextAttack's stock wrapper returns; when several model labels collapse into one
+    task label they are the summed probabilities, which TextAttack uses as they are.
+    """
+
+    def __init__(
+        self,
+        classifier: HFClassifier,
+        alignment: LabelAlignment,
+        batch_size: int = 64,
+        cache_size: int = 1 << 20,
+    ) -> None:
+        self.classifier = classifier
+        self.alignment = alignment
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: dict[Inputs, np.ndarray] = {}
+        self._logits_only = _permutation(alignment.matrix)
+        self.stats = QueryStats()
+
+    def _scores(self, logits: np.ndarray) -> np.ndarray:
+        if self._logits_only:
+            out: np.ndarray = (logits @ self.alignment.matrix.astype(np.float32)).astype(np.float32)
+            return out
+        return self.alignment.to_task_probs(logits).astype(np.float32)
+
+    def __call__(self, inputs: Sequence[Inputs]) -> np.ndarray:
+        self.stats.queries += len(inputs)
+        missing: list[Inputs] = []
+        seen: set[Inputs] = set()
+        for item in inputs:
+            if item not in self._cache and item not in seen:
+                seen.add(item)
+                missing.append(item)
+        self.stats.cache_hits += len(inputs) - len(missing)
+        if missing:
+            plan_batches = -(-len(missing) // self.batch_size)
+            logits = self.classifier.classify(missing, batch_size=self.batch_size)
+            self.stats.computed += len(missing)
+            self.stats.forward_batches += plan_batches
+            if len(self._cache) + len(missing) > self.cache_size:
+                self._cache.clear()  # rare; a bounded cache must not grow without limit
+            for item, row in zip(missing, self._scores(logits), strict=True):
+                self._cache[item] = row
+        return np.stack([self._cache[item] for item in inputs])
+
+
+class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):  # type: ignore[misc, name-defined]
+    """A TextAttack ``ModelWrapper`` that forwards queries to ``query`` (a ModelQuery, or the
+    scheduler in front of one)."""
+
+    def __init__(self, query: Callable[[list[Inputs]], Any], model: Any = None) -> None:
+        self.query = query
+        # TextAttack reads ``.model`` (to move it between devices, for gradient attacks).
+        self.model = model
+
+    def __call__(self, text_input_list: list[str | tuple[str, ...]]) -> Any:
+        inputs = [t if isinstance(t, tuple) else (t,) for t in text_input_list]
+        out = self.query(inputs)
+        return np.asarray(out, dtype=np.float32) if not isinstance(out, np.ndarray) else out
+
+    def to(self, device: Any) -> ClassifierWrapper:  # TextAttack calls it when CUDA exists
+        return self
