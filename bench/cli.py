@@ -320,10 +320,15 @@ def _attack_config(
 
 
 def _attack_all(
-    runner: AttackRunner, datas: list[TaskData], models: list[ModelSpec], suites: list[SuiteSpec]
+    runner: AttackRunner,
+    datas: list[TaskData],
+    models: list[ModelSpec],
+    suites: list[SuiteSpec],
+    show: int = 0,
 ) -> str:
-    """Plan everything (so a bad attack fails before any work), then run; returns the report."""
-    from bench.report.robustness import robustness_table
+    """Plan everything (so a bad attack fails before any work), then run; returns the report
+    (with up to ``show`` adversarial examples per attack)."""
+    from bench.report.robustness import adversarial_examples, robustness_table
 
     for data in datas:
         for suite in suites:
@@ -335,7 +340,22 @@ def _attack_all(
                 outcomes, summary = runner.run_suite(data, model, suite)
                 runs = [(o.record, o.metrics) for o in [*outcomes, summary]]
                 title = f"### {model.name} on {data.spec.name}: suite {suite.name}"
-                parts.append(f"{title}\n\n{robustness_table(runs)}")
+                notes = []
+                for o in outcomes:
+                    n = o.record.n_examples
+                    done = (
+                        "answered from the store"
+                        if o.cached
+                        else (f"{o.attacked} attacked now, {n - o.attacked} from the store")
+                    )
+                    notes.append(f"- {o.record.config['column']}: {done}")
+                    if show:
+                        rows = runner.store.attack_rows(o.record.run_key)
+                        notes.extend(
+                            "  " + line
+                            for line in adversarial_examples(rows, o.record.label_names, show)
+                        )
+                parts.append(f"{title}\n\n{robustness_table(runs)}\n" + "\n".join(notes) + "\n")
     return "\n".join(parts)
 
 
@@ -379,6 +399,9 @@ def attack(
     trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the hub.")] = False,
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
+    show: Annotated[
+        int, typer.Option(help="Print N successful adversarial examples per attack.")
+    ] = 3,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run attack suites (TextAttack) against every --model on every --task."""
@@ -408,7 +431,7 @@ def attack(
             concurrency=concurrency,
             progress=progress,
         )
-        _echo(_attack_all(runner, datas, models, suites))
+        _echo(_attack_all(runner, datas, models, suites, show))
 
 
 # ---------------------------------------------------------------------------------------- finetune

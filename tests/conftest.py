@@ -96,3 +96,64 @@ def torch_one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def default_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The two default models (NLI and sentiment): the trained ones when `bench default` has run
+    here, else the same recipes in miniature (48 training examples per task, 1 epoch, max length
+    48) trained into a temporary folder: real MiniLM classifiers, in about a minute on 2 cores."""
+    import dataclasses
+
+    from bench import assets, defaults
+    from bench.tasks import get_task, load_task_data
+
+    assets.fetch([defaults.BASE_ASSET, "bigbench", "vader"], progress=False)
+    out: dict[str, Path] = {}
+    for name, model in defaults.DEFAULT_MODELS.items():
+        trained = defaults.trained_model_dir(model)
+        if trained is not None:
+            out[name] = trained
+            continue
+        small = dataclasses.replace(
+            model, max_train_per_task=48, recipe={**model.recipe, "epochs": 1, "max_length": 48}
+        )
+        datas = [load_task_data(get_task(t).spec, get_task(t).base_dir) for t in model.train_tasks]
+        folder = tmp_path_factory.mktemp("default-models") / name
+        out[name] = defaults.train_on(
+            datas, small.labels, defaults.BASE_ASSET, folder,
+            _finetune_config(small.recipe), small.max_train_per_task, False,
+        )  # fmt: skip
+    return out
+
+
+def _finetune_config(recipe: dict[str, object]) -> object:
+    from bench.finetune import FinetuneConfig
+
+    return FinetuneConfig(**recipe)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def minilm_2way(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MiniLM encoder asset with a fresh, seeded 2-way head (entailment / non-entailment),
+    saved as a normal classifier folder: real tokenizer and encoder, no training needed."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bench import assets
+
+    assets.fetch(["minilm"], progress=False)
+    base = assets.asset_dir("minilm")
+    torch.manual_seed(0)
+    labels = ["entailment", "non-entailment"]
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base,
+        num_labels=2,
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        use_safetensors=True,
+    )
+    out = tmp_path_factory.mktemp("minilm") / "minilm-2way"
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out

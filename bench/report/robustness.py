@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.store import RunRecord, StoredMetric
+    from bench.store import AttackRow, RunRecord, StoredMetric
 
 COLUMNS = (
     "attack",
@@ -55,3 +55,38 @@ def robustness_table(
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _mark_changes(before: str, after: str) -> str:
+    """``after`` with replaced words shown as ~~old~~ **new** (Markdown)."""
+    import difflib
+
+    a, b = before.split(), after.split()
+    out: list[str] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.extend(b[j1:j2])
+            continue
+        if i2 > i1:
+            out.append("~~" + " ".join(a[i1:i2]) + "~~")
+        if j2 > j1:
+            out.append("**" + " ".join(b[j1:j2]) + "**")
+    return " ".join(out)
+
+
+def adversarial_examples(rows: Sequence[AttackRow], labels: Sequence[str], k: int = 3) -> list[str]:
+    """Up to ``k`` successful attacks, fewest changed words first, as Markdown bullet lines."""
+    wins = sorted(
+        (r for r in rows if r.status == "succeeded"), key=lambda r: (r.words_changed, r.idx)
+    )
+    lines = []
+    for r in wins[:k]:
+        changed = [
+            _mark_changes(o, p) for o, p in zip(r.original, r.perturbed, strict=True) if o != p
+        ]
+        text = " ||| ".join(changed).replace("|", r"\|") if changed else ""
+        lines.append(
+            f"- #{r.idx} {labels[r.label]} → {labels[r.perturbed_pred]} "
+            f"({r.words_changed} word(s), {r.queries} queries): {text}"
+        )
+    return lines

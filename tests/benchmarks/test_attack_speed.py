@@ -1,0 +1,101 @@
+"""Attack speed: our runner against stock TextAttack on the same attack, model and examples.
+
+Three runs of DeepWordBug on NLI pairs with the default NLI model (both columns attackable, as in
+the stock recipe), each example seeded identically:
+
+- stock: ``HuggingFaceModelWrapper`` (pads every query to the tokenizer's maximum length) and
+  ``Attacker``, one example after another;
+- stock with dynamic padding: the same, with the wrapper padding each batch to its longest text;
+- ours: ``AttackRunner`` (dynamic padding, a shared query cache, and many examples' searches
+  advanced together so each forward pass holds all of their candidates).
+
+Printed and kept in ``extra_info``: ours vs stock and ours vs stock with dynamic padding (time
+ratios; more than 1 means ours is faster). Nothing asserts on time; the outcomes must agree.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from attack_helpers import (  # noqa: E402
+    as_outcomes,
+    load_task,
+    run_ours,
+    run_stock,
+    sampled,
+    stock_wrapper,
+)
+
+RECIPE = "deepwordbug"
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark
+def test_attack_runner_vs_stock_textattack(
+    benchmark: Any, default_models: dict[str, Path], tmp_path: Path, request: Any
+) -> None:
+    from transformers import AutoTokenizer
+
+    # A full measurement under `--benchmark-enable` (tox -e bench); a small one in the suite.
+    enabled = not request.config.getoption("benchmark_disable")
+    n = 20 if enabled else 4
+    task = load_task("epistemic_reasoning")
+    model_dir = default_models["minilm-nli"]
+    examples = sampled(task, n)
+    columns = list(task.spec.inputs)
+    # Stock pads to the tokenizer's own maximum; ours truncates at the same length.
+    max_length = min(512, AutoTokenizer.from_pretrained(model_dir).model_max_length)
+
+    counter = iter(range(1000))
+    ours_times: list[float] = []
+    ours_rows: list[Any] = []
+    outcome: list[Any] = []
+
+    def ours() -> None:
+        rows, seconds, result = run_ours(
+            tmp_path / f"r{next(counter)}.sqlite",
+            task,
+            model_dir,
+            RECIPE,
+            limit=n,
+            concurrency=32,
+            max_length=max_length,
+        )
+        ours_times.append(seconds)
+        ours_rows[:] = rows
+        outcome[:] = [result]
+
+    benchmark.pedantic(ours, rounds=1, iterations=1)
+    ours_s = min(ours_times)
+    stock, stock_s = run_stock(stock_wrapper(model_dir, max_length), RECIPE, examples, columns)
+    dynamic, dynamic_s = run_stock(
+        stock_wrapper(model_dir, max_length, dynamic=True), RECIPE, examples, columns
+    )
+    assert as_outcomes(ours_rows) == stock == dynamic
+
+    result = outcome[0]
+    info = {
+        "n": n,
+        "max_length": max_length,
+        "ours_s": ours_s,
+        "stock_s": stock_s,
+        "stock_dynamic_s": dynamic_s,
+        "speedup_vs_stock": stock_s / ours_s,
+        "speedup_vs_stock_dynamic": dynamic_s / ours_s,
+        "model_queries": result.model_queries,
+        "model_computed": result.model_computed,
+        "mean_round_size": result.mean_round,
+    }
+    benchmark.extra_info.update(info)
+    print(
+        f"\n{RECIPE} on {n} NLI pairs: ours {ours_s:.2f} s, stock {stock_s:.2f} s, stock with "
+        f"dynamic padding {dynamic_s:.2f} s -> ours is {info['speedup_vs_stock']:.1f}x stock and "
+        f"{info['speedup_vs_stock_dynamic']:.2f}x stock-dynamic "
+        f"(queries per batched round {result.mean_round:.0f}; {result.model_computed} of "
+        f"{result.model_queries} queried texts computed)"
+    )

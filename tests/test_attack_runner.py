@@ -1,0 +1,311 @@
+"""The attack runner on a tiny real model: stored outcomes, metrics, determinism, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_WORDS
+
+from bench.attacks.runner import AttackRunner
+from bench.attacks.specs import AttackConfig, AttackSpec, SuiteSpec
+from bench.specs import ModelSpec
+from bench.store import AttackRow, ResultStore
+from bench.tasks.examples import TaskData
+
+LABELS = ["entailment", "neutral", "contradiction"]
+
+
+def write_pair_task(folder: Path, n: int, name: str = "tiny_pairs") -> Path:
+    rng = random.Random(3)
+    with (folder / f"{name}.jsonl").open("w") as fh:
+        for i in range(n):
+            premise = " ".join(rng.choices(TINY_WORDS, k=rng.randint(4, 10)))
+            hypothesis = " ".join(rng.choices(TINY_WORDS, k=rng.randint(3, 8)))
+            row = {"premise": premise, "hypothesis": hypothesis, "label": LABELS[i % 3]}
+            fh.write(json.dumps(row) + "\n")
+    task = folder / f"{name}.yaml"
+    task.write_text(
+        f"name: {name}\nsource: {{type: local, path: {name}.jsonl}}\n"
+        "inputs: [premise, hypothesis]\nlabels: [entailment, neutral, contradiction]\n"
+        "splits: {fractions: {test: 1.0}}\n"
+    )
+    return task
+
+
+def load(path: Path) -> TaskData:
+    from bench.tasks import load_task_data
+    from bench.tasks.registry import load_task_file
+
+    return load_task_data(load_task_file(path), path.parent)
+
+
+def suite_of(*recipes: str) -> SuiteSpec:
+    return SuiteSpec(name="t", attacks=[AttackSpec(name=r, recipe=r) for r in recipes])
+
+
+def attack(
+    db: Path,
+    task: TaskData,
+    model_dir: Path,
+    *,
+    limit: int = 24,
+    concurrency: int = 8,
+    query_budget: int | None = None,
+    recipes: tuple[str, ...] = ("deepwordbug",),
+) -> tuple[list[list[AttackRow]], AttackRunner, list[object], object]:
+    config = AttackConfig(limit=limit, seed=0, max_length=64, query_budget=query_budget)
+    model = ModelSpec(name="tiny", path=str(model_dir))
+    with ResultStore(db) as store:
+        runner = AttackRunner(store, config, device="cpu", concurrency=concurrency, progress=False)
+        outcomes, summary = runner.run_suite(task, model, suite_of(*recipes))
+        rows = [store.attack_rows(o.record.run_key) for o in outcomes]
+    return rows, runner, list(outcomes), summary
+
+
+@pytest.fixture(scope="module")
+def pair_task(tmp_path_factory: pytest.TempPathFactory) -> TaskData:
+    return load(write_pair_task(tmp_path_factory.mktemp("task"), 60))
+
+
+def test_rows_and_metrics_are_consistent(
+    pair_task: TaskData, tiny_model_dir: Path, tmp_path: Path, torch_one_thread: None
+) -> None:
+    (rows,), _, (outcome,), summary = attack(tmp_path / "r.sqlite", pair_task, tiny_model_dir)
+    assert len(rows) == 24
+    statuses = {r.status for r in rows}
+    assert statuses >= {"succeeded", "skipped"}, statuses
+    for r in rows:
+        assert r.perturbed[0] == r.original[0], "the premise is frozen by default"
+        if r.status == "skipped":
+            assert r.original_pred != r.label and r.queries >= 1
+        else:
+            assert r.original_pred == r.label
+        if r.status == "succeeded":
+            assert r.perturbed_pred != r.label and r.perturbed[1] != r.original[1]
+            assert 0 < r.words_changed <= r.words_total
+        if r.status == "failed":
+            assert r.perturbed_pred == r.label
+    m = {k: v.value for k, v in outcome.metrics.items()}  # type: ignore[attr-defined]
+    n = len(rows)
+    count = {s: sum(r.status == s for r in rows) for s in ("succeeded", "failed", "skipped")}
+    assert m["n"] == n
+    assert m["clean_accuracy"] == pytest.approx((count["succeeded"] + count["failed"]) / n)
+    assert m["accuracy_under_attack"] == pytest.approx(count["failed"] / n)
+    attacked = count["succeeded"] + count["failed"]
+    assert m["attack_success_rate"] == pytest.approx(count["succeeded"] / attacked)
+    assert m["skipped_rate"] == pytest.approx(count["skipped"] / n)
+    pct = [100 * r.words_changed / r.words_total for r in rows if r.status == "succeeded"]
+    assert m["avg_perturbed_word_pct"] == pytest.approx(np.mean(pct))
+    assert m["avg_queries"] == pytest.approx(
+        np.mean([r.queries for r in rows if r.status != "skipped"])
+    )
+    ci = outcome.metrics["accuracy_under_attack"]  # type: ignore[attr-defined]
+    assert ci.low <= ci.value <= ci.high
+    # One attack in the suite: the suite's worst case is that attack's accuracy under attack.
+    assert summary.metrics["accuracy_under_attack"].value == pytest.approx(  # type: ignore[attr-defined]
+        m["accuracy_under_attack"]
+    )
+
+
+def test_concurrency_changes_speed_not_outcomes(
+    pair_task: TaskData, tiny_model_dir: Path, tmp_path: Path, torch_one_thread: None
+) -> None:
+    (serial,), _, (o1,), _ = attack(tmp_path / "a.sqlite", pair_task, tiny_model_dir, concurrency=1)
+    (batched,), _, (o8,), _ = attack(
+        tmp_path / "b.sqlite", pair_task, tiny_model_dir, concurrency=12
+    )
+    assert serial == batched
+    assert o8.mean_round > 3 * o1.mean_round  # type: ignore[attr-defined]
+
+
+def test_second_run_is_answered_from_the_store(
+    pair_task: TaskData, tiny_model_dir: Path, tmp_path: Path, torch_one_thread: None
+) -> None:
+    db = tmp_path / "r.sqlite"
+    first, _, _, _ = attack(db, pair_task, tiny_model_dir)
+    again, runner, outcomes, summary = attack(db, pair_task, tiny_model_dir)
+    assert again == first
+    assert all(o.cached for o in outcomes) and summary.cached  # type: ignore[attr-defined]
+    assert not runner._models, "nothing to compute: the model must not even be loaded"
+
+
+def test_query_budget_caps_queries(
+    pair_task: TaskData, tiny_model_dir: Path, tmp_path: Path, torch_one_thread: None
+) -> None:
+    (rows,), _, _, _ = attack(tmp_path / "r.sqlite", pair_task, tiny_model_dir, query_budget=4)
+    assert max(r.queries for r in rows) <= 4
+    (free,), _, _, _ = attack(tmp_path / "f.sqlite", pair_task, tiny_model_dir)
+    assert max(r.queries for r in free) > 4
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def _assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def cli_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_pair_task(tmp_path_factory.mktemp("cli"), 12, name="cli_pairs")
+
+
+def _attack_cli(task: Path, model: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["attack", "--task", str(task), "--model", f"tiny={model}", "--db",
+            str(tmp_path / "r.sqlite"), "--no-progress", *extra]  # fmt: skip
+
+
+def test_cli_unknown_suite(cli_task: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", "no_such_suite"))
+    _assert_user_error(proc, "no_such_suite")
+
+
+def test_cli_unknown_recipe(cli_task: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nattacks:\n  - {name: x, recipe: no_such_recipe}\n")
+    proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(suite)))
+    _assert_user_error(proc, "no_such_recipe")
+
+
+def test_cli_unknown_component(cli_task: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\nattacks:\n  - name: x\n    composition:\n"
+        "      transformation: {type: no_such_transformation}\n"
+        "      search: {type: greedy}\n"
+    )
+    proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(suite)))
+    _assert_user_error(proc, "no_such_transformation")
+
+
+def test_cli_masked_lm_recipe_without_masked_lm(
+    cli_task: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nattacks:\n  - {name: bae, recipe: bae}\n")
+    proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(suite)))
+    _assert_user_error(proc, "masked language model", "--masked-lm")
+
+
+def test_cli_column_the_attack_cannot_address(
+    cli_task: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--attack-column", "claim"))
+    _assert_user_error(proc, "cannot attack 'claim'")
+
+
+def test_cli_malformed_suite_file(cli_task: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nattacks: [ {name: x, recipe: deepwordbug\n")
+    proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(suite)))
+    _assert_user_error(proc, "s.yaml")
+    wrong = tmp_path / "w.yaml"
+    wrong.write_text("name: w\nattacks:\n  - {name: x, recipe: deepwordbug, speed: 3}\n")
+    proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(wrong)))
+    _assert_user_error(proc, "speed")
+
+
+def _count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM attack_examples").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _rows(db: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT idx, uid, status, perturbed, perturbed_pred, queries FROM attack_examples "
+            "ORDER BY idx"
+        ).fetchall()
+
+
+@pytest.mark.slow
+def test_sigkill_during_an_attack_then_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
+    task = write_pair_task(tmp_path, 150, name="resume_pairs")
+    suite = tmp_path / "one.yaml"
+    suite.write_text("name: one\nattacks:\n  - {name: deepwordbug, recipe: deepwordbug}\n")
+    common = ["attack", "--task", str(task), "--model", f"tiny={tiny_model_dir}", "--suite",
+              str(suite), "--limit", "0", "--concurrency", "4", "--no-progress",
+              "--n-bootstrap", "50"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    killed = tmp_path / "killed.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *common, "--db", str(killed)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 300
+    while _count(killed) < 10:
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "attack made no progress"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = _count(killed)
+    assert 10 <= partial < 150, "the kill must land mid-attack"
+
+    resumed = _bench(*common, "--db", str(killed))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{150 - partial} attacked now, {partial} from the store" in resumed.stdout
+    clean = _bench(*common, "--db", str(tmp_path / "clean.sqlite"))
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    assert "150 attacked now, 0 from the store" in clean.stdout
+    assert _rows(killed) == _rows(tmp_path / "clean.sqlite")
+    # The reports agree too (same metrics from the same rows).
+    table = [line for line in resumed.stdout.splitlines() if line.startswith("|")]
+    assert table == [line for line in clean.stdout.splitlines() if line.startswith("|")]
+
+
+def test_leaderboard_shows_clean_and_under_attack_side_by_side(
+    cli_task: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "r.sqlite"
+    suite = tmp_path / "one.yaml"
+    suite.write_text("name: one\nattacks:\n  - {name: deepwordbug, recipe: deepwordbug}\n")
+    ran = _bench("run", "--task", str(cli_task), "--model", f"tiny={tiny_model_dir}", "--db",
+                 str(db), "--suite", str(suite), "--no-progress")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    md = _bench("leaderboard", "--db", str(db))
+    assert md.returncode == 0, md.stderr
+    header = next(line for line in md.stdout.splitlines() if line.startswith("| model"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[1:] == ["cli_pairs", "cli_pairs@one"]
+    csv = _bench("leaderboard", "--db", str(db), "--format", "csv")
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(csv.stdout))
+    attack_row = frame[frame["column"] == "cli_pairs@one/deepwordbug"]
+    suite_row = frame[frame["column"] == "cli_pairs@one"]
+    assert len(attack_row) == 1 and len(suite_row) == 1
+    assert len(str(attack_row["profile"].iloc[0])) == 12
+    assert frame[frame["column"] == "cli_pairs"]["profile"].isna().all()
