@@ -124,7 +124,14 @@ def test_concurrency_changes_speed_not_outcomes(
     (batched,), _, (o8,), _ = attack(
         tmp_path / "b.sqlite", pair_task, tiny_model_dir, concurrency=12
     )
-    assert serial == batched
+    # Batches of other sizes pad differently, which moves scores by float rounding only.
+    discrete = ("idx", "uid", "status", "perturbed", "original_pred", "perturbed_pred", "queries")
+    assert [[getattr(r, f) for f in discrete] for r in serial] == [
+        [getattr(r, f) for f in discrete] for r in batched
+    ]
+    np.testing.assert_allclose(
+        [r.perturbed_scores for r in serial], [r.perturbed_scores for r in batched], atol=1e-5
+    )
     assert o8.mean_round > 3 * o1.mean_round  # type: ignore[attr-defined]
 
 

@@ -25,7 +25,8 @@ from typing import Any, Generic, TypeVar
 J = TypeVar("J")  # a job (one example to attack)
 R = TypeVar("R")  # what an attack returns
 
-Compute = Callable[[list[Any]], Sequence[Any]]
+# Answers a list of query items with a sliceable sequence of outputs (a list or an array).
+Compute = Callable[[list[Any]], Any]
 
 
 def seed_everything(seed: int) -> None:
@@ -116,7 +117,7 @@ class CooperativeScheduler(Generic[J, R]):
         response, worker.response = worker.response, None
         if isinstance(response, BaseException):
             raise response
-        return response  # type: ignore[no-any-return]
+        return response
 
     def _hand_back(self) -> None:
         self._yielded.set()

@@ -92,7 +92,7 @@ class ModelQuery:
         return np.stack([self._cache[item] for item in inputs])
 
 
-class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):  # type: ignore[misc, name-defined]
+class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):  # type: ignore[name-defined]
     """A TextAttack ``ModelWrapper`` that forwards queries to ``query`` (a ModelQuery, or the
     scheduler in front of one)."""
 

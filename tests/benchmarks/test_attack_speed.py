@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from attack_helpers import (  # noqa: E402
+from attack_helpers import (
     as_outcomes,
     load_task,
     run_ours,

@@ -1,0 +1,97 @@
+"""Attack suites: named, versioned lists of attacks, read from YAML.
+
+Built-in suites live in ``tasks/suites/`` (shipped in the wheel as ``bench/_builtin_tasks/suites``,
+found the way :func:`bench.tasks.registry.builtin_tasks_dir` finds the task folder). A suite is
+named by its file's stem or given as a path to a YAML file. YAML is data: ``safe_load`` only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from bench.attacks.specs import SuiteSpec
+from bench.errors import SpecError
+
+
+def builtin_suites_dir() -> Path:
+    """``suites/`` inside the built-in task folder (packaged, or the repository's ``tasks/``)."""
+    from bench.tasks.registry import builtin_tasks_dir
+
+    return builtin_tasks_dir() / "suites"
+
+
+def _suite_files() -> dict[str, Path]:
+    folder = builtin_suites_dir()
+    if not folder.is_dir():
+        return {}
+    return {
+        p.stem: p for p in sorted(folder.iterdir()) if p.suffix in {".yaml", ".yml"} and p.is_file()
+    }
+
+
+def list_suites() -> list[str]:
+    """Names of the built-in suites."""
+    return sorted(_suite_files())
+
+
+def _format_validation(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"field '{where}': {message}{more}"
+
+
+def parse_suite(data: Any, origin: str) -> SuiteSpec:
+    """Validate plain data as a suite (one-line SpecError naming the field)."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}: a suite must be a mapping, got {type(data).__name__}")
+    try:
+        return SuiteSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{origin}: {_format_validation(exc)}") from None
+
+
+def load_suite_file(path: Path) -> SuiteSpec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read suite file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise SpecError(f"{path}:{where}: malformed YAML ({problem})") from None
+    return parse_suite(data, str(path))
+
+
+def load_suite(name_or_path: str | Path, check: bool = True) -> SuiteSpec:
+    """A built-in suite by name, or a suite YAML file by path.
+
+    ``check`` also resolves every attack (recipes, components, parameters), so a suite with an
+    unknown recipe or component fails here, before any model is loaded.
+    """
+    as_path = Path(name_or_path)
+    if as_path.suffix in {".yaml", ".yml"}:
+        if not as_path.is_file():
+            raise SpecError(f"suite file {as_path} does not exist")
+        suite = load_suite_file(as_path)
+    else:
+        files = _suite_files()
+        name = str(name_or_path)
+        if name not in files:
+            known = ", ".join(sorted(files)) or "none"
+            raise SpecError(f"unknown attack suite {name!r} (known: {known}; or a YAML path)")
+        suite = load_suite_file(files[name])
+    if check:
+        from bench.attacks.recipes import resolve
+
+        for attack in suite.attacks:
+            resolve(attack)
+    return suite
