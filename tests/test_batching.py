@@ -13,6 +13,7 @@ from bench.models.batching import (
     OOMBackoff,
     is_oom,
     length_sorted_batches,
+    padding_aware_batches,
     run_with_oom_backoff,
 )
 
@@ -45,6 +46,53 @@ def _fails_above(limit: int, calls: list[list[int]]):  # type: ignore[no-untyped
         return [i * 10 for i in chunk]
 
     return fn
+
+
+def _plan_cost(lengths: list[int], plan: list[list[int]], overhead: int) -> int:
+    return sum(overhead + len(b) * max(lengths[i] for i in b) for b in plan)
+
+
+def _brute_force_cost(lengths: list[int], max_batch: int, overhead: int) -> int:
+    """Cheapest split of the longest-first order into consecutive batches, by enumeration."""
+    import itertools
+
+    ordered = sorted(lengths, reverse=True)
+    n = len(ordered)
+    best = None
+    for cuts in itertools.product([False, True], repeat=n - 1):
+        bounds = [0] + [i + 1 for i, c in enumerate(cuts) if c] + [n]
+        sizes = [b - a for a, b in itertools.pairwise(bounds)]
+        if max(sizes) > max_batch:
+            continue
+        cost = sum(overhead + (b - a) * ordered[a] for a, b in itertools.pairwise(bounds))
+        best = cost if best is None else min(best, cost)
+    assert best is not None
+    return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_padding_aware_plan_is_a_cheapest_partition(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    lengths = [rng.randint(3, 120) for _ in range(rng.randint(1, 11))]
+    max_batch, overhead = rng.randint(1, 6), rng.choice([0, 16, 64])
+    plan = padding_aware_batches(lengths, max_batch, overhead)
+    assert sorted(i for b in plan for i in b) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= max_batch for b in plan)
+    assert _plan_cost(lengths, plan, overhead) == _brute_force_cost(lengths, max_batch, overhead)
+    assert plan == padding_aware_batches(lengths, max_batch, overhead)
+
+
+def test_padding_aware_plan_separates_short_from_long() -> None:
+    lengths = [10, 100, 11, 98, 12, 99]
+    plan = padding_aware_batches(lengths, 64, overhead_tokens=20)
+    assert [sorted(b) for b in plan] == [[1, 3, 5], [0, 2, 4]]
+    # With a large per-batch cost, one padded batch is cheaper.
+    assert padding_aware_batches(lengths, 64, overhead_tokens=1000) == [[1, 5, 3, 4, 2, 0]]
+    assert padding_aware_batches([], 4) == []
+    with pytest.raises(ValueError):
+        padding_aware_batches([1], 0)
 
 
 def test_backoff_halves_until_it_fits_and_keeps_the_smaller_size() -> None:

@@ -80,6 +80,17 @@ def test_classify_matches_unbatched_model_in_original_order(
     assert np.abs(reference[0] - reference[1]).max() > 0.05
 
 
+def test_padding_aware_classify_matches_the_unbatched_model(clf: HFClassifier) -> None:
+    pairs = [(a[0], b[0]) for a, b in zip(SINGLES, SINGLES[1:] + SINGLES[:1], strict=True)]
+    for inputs in (SINGLES, pairs):
+        reference = np.stack([_direct(clf, x) for x in inputs])
+        for max_batch in (1, 2, 64):
+            got = clf.classify_padding_aware(inputs, max_batch=max_batch, overhead_tokens=8)
+            assert got.dtype == np.float32
+            np.testing.assert_allclose(got, reference, atol=1e-5, rtol=0)
+    assert clf.classify_padding_aware([]).shape == (0, 3)
+
+
 def test_pairs_are_encoded_as_pairs(clf: HFClassifier) -> None:
     logits = clf.classify(PAIRS, batch_size=2)
     reference = np.stack([_direct(clf, p) for p in PAIRS])

@@ -81,10 +81,9 @@ class ModelQuery:
                 missing.append(item)
         self.stats.cache_hits += len(inputs) - len(missing)
         if missing:
-            plan_batches = -(-len(missing) // self.batch_size)
-            logits = self.classifier.classify(missing, batch_size=self.batch_size)
+            logits = self.classifier.classify_padding_aware(missing, max_batch=self.batch_size)
             self.stats.computed += len(missing)
-            self.stats.forward_batches += plan_batches
+            self.stats.forward_batches += 1
             if len(self._cache) + len(missing) > self.cache_size:
                 self._cache.clear()  # rare; a bounded cache must not grow without limit
             for item, row in zip(missing, self._scores(logits), strict=True):

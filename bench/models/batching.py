@@ -31,6 +31,39 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def padding_aware_batches(
+    lengths: Sequence[int], max_batch: int, overhead_tokens: int = 64
+) -> list[list[int]]:
+    """Longest-first batches whose boundaries minimise padded tokens plus a per-batch overhead.
+
+    A fixed batch size pads a mixed bag of lengths (attack queries from many examples) to its
+    longest member; one batch per length wastes the fixed cost of each forward pass. Over the
+    length-sorted order, the cost of a batch is ``overhead_tokens + size * longest`` and a
+    dynamic programme picks the cheapest cut (batches of at most ``max_batch``). Deterministic:
+    equal inputs give equal plans.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    n = len(order)
+    sorted_len = [lengths[i] for i in order]
+    inf = float("inf")
+    best = [0.0] + [inf] * n  # best[j]: cheapest plan of the first j (longest) items
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max_batch), j):
+            # Items i..j-1 share a batch padded to sorted_len[i], the longest of them.
+            cost = best[i] + overhead_tokens + (j - i) * sorted_len[i]
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    batches: list[list[int]] = []
+    j = n
+    while j > 0:
+        batches.append(order[cut[j] : j])
+        j = cut[j]
+    return batches[::-1]
+
+
 def is_oom(exc: BaseException) -> bool:
     """True for a CUDA/MPS out-of-memory error (torch's class, or a RuntimeError saying so)."""
     torch = sys.modules.get("torch")

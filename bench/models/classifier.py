@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import ModelError
-from bench.models.batching import OOMBackoff, length_sorted_batches
+from bench.models.batching import OOMBackoff, length_sorted_batches, padding_aware_batches
 from bench.models.identity import TOKENIZER_FILES, local_model_dir
 
 if TYPE_CHECKING:
@@ -282,6 +282,54 @@ class HFClassifier:
                 lambda chunk: self._logits([inputs[i] for i in chunk]), batch
             )
             yield batch, np.concatenate(chunks, axis=0).astype(np.float32, copy=False)
+
+    def classify_padding_aware(
+        self,
+        inputs: Sequence[tuple[str, ...]],
+        max_batch: int = 64,
+        overhead_tokens: int = 64,
+    ) -> np.ndarray:
+        """Logits ``[n, num_labels]`` in input order, tokenising once and batching by cost.
+
+        For mixed-length request sets (attack queries gathered from many examples): batches come
+        from :func:`padding_aware_batches`, so short texts are not padded to the longest request.
+        """
+        import torch
+
+        if not inputs:
+            return np.zeros((0, self.num_labels), dtype=np.float32)
+        encoded = self._encode(inputs)
+        ids = encoded["input_ids"]
+        plan = padding_aware_batches([len(x) for x in ids], max_batch, overhead_tokens)
+        names = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in encoded]
+        pad_id = self.tokenizer.pad_token_id or 0
+        left = self.tokenizer.padding_side == "left"
+        out = np.zeros((len(inputs), self.num_labels), dtype=np.float32)
+
+        def run(batch: list[int]) -> np.ndarray:
+            width = max(len(ids[i]) for i in batch)
+            tensors = {}
+            for name in names:
+                fill = pad_id if name == "input_ids" else 0
+                rows = []
+                for i in batch:
+                    values = list(encoded[name][i])
+                    padding = [fill] * (width - len(values))
+                    rows.append(padding + values if left else values + padding)
+                tensors[name] = torch.tensor(rows, dtype=torch.long, device=self.model.device)
+            if "attention_mask" not in tensors:
+                mask = [[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in batch]
+                tensors["attention_mask"] = torch.tensor(mask, device=self.model.device)
+            with torch.inference_mode():
+                logits = self.model(**tensors).logits
+            result: np.ndarray = logits.float().cpu().numpy()
+            return result
+
+        if self._backoff is None or self._backoff.batch_size > max_batch:
+            self._backoff = OOMBackoff(max_batch)
+        for batch in plan:
+            out[batch] = np.concatenate(self._backoff.run(run, batch), axis=0)
+        return out
 
     def classify(self, inputs: Sequence[tuple[str, ...]], batch_size: int = 32) -> np.ndarray:
         """Logits ``[n, num_labels]`` (float32) in the original order of ``inputs``."""

@@ -37,13 +37,12 @@ RECIPE = "deepwordbug"
 @pytest.mark.slow
 @pytest.mark.benchmark
 def test_attack_runner_vs_stock_textattack(
-    benchmark: Any, default_models: dict[str, Path], tmp_path: Path, request: Any
+    benchmark: Any, default_models: dict[str, Path], tmp_path: Path
 ) -> None:
     from transformers import AutoTokenizer
 
     # A full measurement under `--benchmark-enable` (tox -e bench); a small one in the suite.
-    enabled = not request.config.getoption("benchmark_disable")
-    n = 20 if enabled else 4
+    n = 20 if benchmark.enabled else 4
     task = load_task("epistemic_reasoning")
     model_dir = default_models["minilm-nli"]
     examples = sampled(task, n)
@@ -70,12 +69,23 @@ def test_attack_runner_vs_stock_textattack(
         ours_rows[:] = rows
         outcome[:] = [result]
 
+    # Warm up both sides first (thread pools, lazy imports, first-call allocations), on an
+    # example outside the timed sample, so neither pays start-up costs inside its timing.
+    spare = [ex for ex in task.split("test") if ex.uid not in {e.uid for e in examples}][:1]
+    stock_padded = stock_wrapper(model_dir, max_length)
+    stock_dynamic = stock_wrapper(model_dir, max_length, dynamic=True)
+    for wrapper in (stock_padded, stock_dynamic):
+        run_stock(wrapper, RECIPE, spare, columns)
+    run_ours(tmp_path / "warm.sqlite", task, model_dir, RECIPE, limit=2, max_length=max_length)
+
     benchmark.pedantic(ours, rounds=1, iterations=1)
+    stock, stock_s = run_stock(stock_padded, RECIPE, examples, columns)
+    dynamic, dynamic_s = run_stock(stock_dynamic, RECIPE, examples, columns)
+    # The two close contenders run twice, interleaved, best of two: load from other processes
+    # on a shared machine then hits both alike.
+    ours()
+    dynamic_s = min(dynamic_s, run_stock(stock_dynamic, RECIPE, examples, columns)[1])
     ours_s = min(ours_times)
-    stock, stock_s = run_stock(stock_wrapper(model_dir, max_length), RECIPE, examples, columns)
-    dynamic, dynamic_s = run_stock(
-        stock_wrapper(model_dir, max_length, dynamic=True), RECIPE, examples, columns
-    )
     assert as_outcomes(ours_rows) == stock == dynamic
 
     result = outcome[0]
