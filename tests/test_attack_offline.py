@@ -109,16 +109,18 @@ def predicted(classifier: Any, inputs: tuple[str, ...]) -> int:
 
 
 @pytest.fixture(scope="module")
-def classifiers(default_models: dict[str, Path]) -> dict[str, Any]:
+def classifiers(default_models: dict[str, Path]) -> Iterator[dict[str, Any]]:
     import torch
 
     from bench.models.classifier import HFClassifier
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return {
+    yield {
         name: HFClassifier.load(str(path), device="cpu", max_length=64)
         for name, path in default_models.items()
     }
+    torch.set_num_threads(threads)
 
 
 def test_every_builtin_attack_runs_offline(
