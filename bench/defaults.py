@@ -207,15 +207,38 @@ def ensure_default_model(model: DefaultModel, datas: Sequence[TaskData], progres
     )
 
 
+# The robustness column of the main job: this suite on a seeded sample of each model's
+# training-domain test split (DeepWordBug, ~40 s per 100 NLI pairs on 2 CPU cores).
+DEFAULT_SUITE = "typos"
+DEFAULT_ATTACK_LIMIT = 100
+
+
+def _attack_default(
+    store: Any, data: TaskData, spec: Any, limit: int, progress: bool
+) -> tuple[Any, int]:
+    """The default suite against one default model; (the suite's summary record, examples
+    attacked now)."""
+    from bench.attacks.runner import AttackRunner
+    from bench.attacks.specs import AttackConfig
+    from bench.attacks.suites import load_suite
+
+    runner = AttackRunner(store, AttackConfig(limit=limit), progress=progress)
+    outcomes, summary = runner.run_suite(data, spec, load_suite(DEFAULT_SUITE))
+    return summary.record, sum(o.attacked for o in outcomes)
+
+
 def run_default(
     db: Path | None = None,
     out_dir: Path | None = None,
     progress: bool = True,
     limit: int | None = None,
+    attack_limit: int | None = DEFAULT_ATTACK_LIMIT,
 ) -> str:
-    """Fetch assets, train the default models if needed, evaluate them, return the table.
+    """Fetch assets, train the default models if needed, evaluate them, attack them on their
+    training domain, return the table.
 
-    ``limit`` evaluates a seeded sample of each test split (a quick look; full splits otherwise).
+    ``limit`` evaluates a seeded sample of each test split (a quick look; full splits otherwise);
+    ``attack_limit`` is the sample the attack suite runs on (0 or None: no attacks).
     """
     from bench import assets
     from bench.report.leaderboard import plot, render
@@ -227,6 +250,8 @@ def run_default(
 
     started = time.perf_counter()
     assets.fetch([BASE_ASSET, "bigbench", "vader"], progress=progress)
+    if attack_limit:
+        assets.fetch(["wordnet"], progress=progress)  # TextAttack's import needs NLTK data
     names = sorted({t for m in DEFAULT_MODELS.values() for t in (*m.train_tasks, *m.eval_tasks)})
     datas = {}
     for name in names:
@@ -243,6 +268,12 @@ def run_default(
                 result = evaluator.evaluate(datas[task], spec)
                 computed += result.computed
                 records.append(result.record)
+            if attack_limit:
+                summary, attacked = _attack_default(
+                    store, datas[model.train_tasks[0]], spec, attack_limit, progress
+                )
+                computed += attacked
+                records.append(summary)
         rows = result_rows(store, records)
     table = render(rows, "markdown")
     if out_dir is not None:

@@ -28,7 +28,7 @@ def test_default_job_then_answered_from_store(
     db = tmp_path / "r.sqlite"
     out = tmp_path / "reports"
 
-    first = defaults.run_default(db=db, out_dir=out, progress=False, limit=60)
+    first = defaults.run_default(db=db, out_dir=out, progress=False, limit=60, attack_limit=6)
     assert "(computed)" in first
     for name in small:
         assert f"| {name}" in first
@@ -39,8 +39,11 @@ def test_default_job_then_answered_from_store(
     assert (out / "leaderboard.png").stat().st_size > 10_000
     rows = json.loads((out / "leaderboard.json").read_text())["rows"]
     assert {r["model"] for r in rows} == set(small)
+    # The robustness column: each model attacked on its training domain.
+    robust = {r["column"] for r in rows if r["profile"]}
+    assert robust == {f"{m.train_tasks[0]}@{defaults.DEFAULT_SUITE}" for m in small.values()}
     assert all(0.0 <= r["low"] <= r["value"] <= r["high"] <= 1.0 for r in rows)
 
-    second = defaults.run_default(db=db, out_dir=out, progress=False, limit=60)
+    second = defaults.run_default(db=db, out_dir=out, progress=False, limit=60, attack_limit=6)
     assert "(answered from the store)" in second
     assert second.split("\n\n")[0] == first.split("\n\n")[0]  # the same table

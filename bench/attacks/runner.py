@@ -197,6 +197,7 @@ class AttackRunner:
         if existing is not None and existing.status == "complete":
             return AttackOutcome(existing, self.store.metrics(key), cached=True)
 
+        self._fetch_resources(attack)
         examples = sample_examples(
             task.split(self.config.split),
             self.config.limit,
@@ -241,6 +242,15 @@ class AttackRunner:
         stats = self._attack_examples(key, task, attack, examples, classifier, alignment)
         final = self._finish(key, record)
         return AttackOutcome(final, self.store.metrics(key), False, *stats)
+
+    def _fetch_resources(self, attack: PlannedAttack) -> None:
+        """Fetch (once; verified by hash) the pinned assets this attack reads."""
+        from bench import assets
+        from bench.attacks.resources import ASSET_RESOURCES
+
+        needed = [name for name in attack.profile["resources"] if name in ASSET_RESOURCES]
+        if needed:
+            assets.fetch(needed, progress=self.progress)
 
     def _attack_examples(
         self,
