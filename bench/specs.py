@@ -10,9 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Role = Literal["train", "dev", "test"]
 ROLES: tuple[Role, ...] = ("train", "dev", "test")
@@ -27,6 +35,49 @@ def canonical_json(data: Any) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+S = TypeVar("S", bound="Spec")
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first validation error as ``field 'a.b': message (+N more)``, one line."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"field '{where}': {message}{more}"
+
+
+def parse_spec(cls: type[S], data: Any, origin: str, what: str) -> S:
+    """Validate plain data (parsed YAML/JSON) as ``cls``; a one-line SpecError naming the field."""
+    from bench.errors import SpecError
+
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}: {what} must be a mapping, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{origin}: {validation_message(exc)}") from None
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """Read a YAML file as data: ``safe_load`` only, so no tag can build an object or run code."""
+    import yaml
+
+    from bench.errors import SpecError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise SpecError(f"{path}:{where}: malformed YAML ({problem})") from None
 
 
 class Spec(BaseModel):

@@ -7,6 +7,7 @@ so tests exercise real tokenizer/model code paths in milliseconds without any do
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +158,15 @@ def minilm_2way(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(base).save_pretrained(out)
     return out
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A user error: exit code 2, one ``error:`` line (the last on stderr), no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    # Progress chatter may come first; the error is one line, and the last.
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_WORDS
+from conftest import TINY_WORDS, assert_user_error
 
 from bench.attacks.runner import AttackRunner
 from bench.attacks.specs import AttackConfig, AttackSpec, SuiteSpec
@@ -165,16 +165,6 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-
-
 @pytest.fixture(scope="module")
 def cli_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_pair_task(tmp_path_factory.mktemp("cli"), 12, name="cli_pairs")
@@ -187,14 +177,14 @@ def _attack_cli(task: Path, model: Path, tmp_path: Path, *extra: str) -> list[st
 
 def test_cli_unknown_suite(cli_task: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", "no_such_suite"))
-    _assert_user_error(proc, "no_such_suite")
+    assert_user_error(proc, "no_such_suite")
 
 
 def test_cli_unknown_recipe(cli_task: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     suite = tmp_path / "s.yaml"
     suite.write_text("name: s\nattacks:\n  - {name: x, recipe: no_such_recipe}\n")
     proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(suite)))
-    _assert_user_error(proc, "no_such_recipe")
+    assert_user_error(proc, "no_such_recipe")
 
 
 def test_cli_unknown_component(cli_task: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -205,7 +195,7 @@ def test_cli_unknown_component(cli_task: Path, tiny_model_dir: Path, tmp_path: P
         "      search: {type: greedy}\n"
     )
     proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(suite)))
-    _assert_user_error(proc, "no_such_transformation")
+    assert_user_error(proc, "no_such_transformation")
 
 
 def test_cli_masked_lm_recipe_without_masked_lm(
@@ -214,25 +204,25 @@ def test_cli_masked_lm_recipe_without_masked_lm(
     suite = tmp_path / "s.yaml"
     suite.write_text("name: s\nattacks:\n  - {name: bae, recipe: bae}\n")
     proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(suite)))
-    _assert_user_error(proc, "masked language model", "--masked-lm")
+    assert_user_error(proc, "masked language model", "--masked-lm")
 
 
 def test_cli_column_the_attack_cannot_address(
     cli_task: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--attack-column", "claim"))
-    _assert_user_error(proc, "cannot attack 'claim'")
+    assert_user_error(proc, "cannot attack 'claim'")
 
 
 def test_cli_malformed_suite_file(cli_task: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     suite = tmp_path / "s.yaml"
     suite.write_text("name: s\nattacks: [ {name: x, recipe: deepwordbug\n")
     proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(suite)))
-    _assert_user_error(proc, "s.yaml")
+    assert_user_error(proc, "s.yaml")
     wrong = tmp_path / "w.yaml"
     wrong.write_text("name: w\nattacks:\n  - {name: x, recipe: deepwordbug, speed: 3}\n")
     proc = _bench(*_attack_cli(cli_task, tiny_model_dir, tmp_path, "--suite", str(wrong)))
-    _assert_user_error(proc, "speed")
+    assert_user_error(proc, "speed")
 
 
 def _count(db: Path) -> int:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_user_error
 
 from bench.assets import get_spec
 
@@ -28,17 +29,6 @@ def _run(task: Path | str, model: Path | str, tmp_path: Path) -> subprocess.Comp
     return _bench(
         "run", "--task", str(task), "--model", str(model), "--db", str(tmp_path / "r.sqlite")
     )
-
-
-def _assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    # Progress chatter may come first; the error is one line, and the last.
-    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
 
 
 def _modules_after(args: list[str]) -> set[str]:
@@ -89,20 +79,20 @@ ROWS = [
 
 def test_unknown_task(tiny_model_dir: Path, tmp_path: Path) -> None:
     proc = _run("no_such_task", str(tiny_model_dir), tmp_path)
-    _assert_user_error(proc, "unknown task 'no_such_task'")
+    assert_user_error(proc, "unknown task 'no_such_task'")
 
 
 def test_missing_column(tiny_model_dir: Path, tmp_path: Path) -> None:
     task = _local_task(tmp_path, ROWS, inputs="[premise, claim]")
     proc = _run(str(task), str(tiny_model_dir), tmp_path)
-    _assert_user_error(proc, "column 'claim' not found")
+    assert_user_error(proc, "column 'claim' not found")
 
 
 def test_label_mismatch_between_model_and_task(tiny_model_dir: Path, tmp_path: Path) -> None:
     rows = [{"premise": "a", "hypothesis": "b", "label": "pos"}]
     task = _local_task(tmp_path, rows, labels="[pos, neg]")
     proc = _run(str(task), str(tiny_model_dir), tmp_path)
-    _assert_user_error(proc, "do not match task labels")
+    assert_user_error(proc, "do not match task labels")
 
 
 def test_unreadable_model_folder(tmp_path: Path) -> None:
@@ -111,24 +101,24 @@ def test_unreadable_model_folder(tmp_path: Path) -> None:
     broken.mkdir()
     (broken / "config.json").write_text("{ this is not json")
     proc = _run(str(task), str(broken), tmp_path)
-    _assert_user_error(proc, "broken-model")
+    assert_user_error(proc, "broken-model")
     missing = _run(str(task), str(tmp_path / "nowhere"), tmp_path)
-    _assert_user_error(missing, "nowhere")
+    assert_user_error(missing, "nowhere")
 
 
 def test_empty_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
     task = _local_task(tmp_path, [])
     proc = _run(str(task), str(tiny_model_dir), tmp_path)
-    _assert_user_error(proc, "is empty")
+    assert_user_error(proc, "is empty")
 
 
 def test_malformed_yaml(tiny_model_dir: Path, tmp_path: Path) -> None:
     task = tmp_path / "bad.yaml"
     task.write_text("name: bad\nlabels: [a, b\n  inputs: {")
     proc = _bench("run", "--task", str(task), "--model", str(tiny_model_dir))
-    _assert_user_error(proc, "malformed YAML")
+    assert_user_error(proc, "malformed YAML")
     shown = _bench("tasks", "show", str(task))
-    _assert_user_error(shown, "malformed YAML")
+    assert_user_error(shown, "malformed YAML")
 
 
 def test_asset_hash_mismatch_is_refused(tmp_path: Path) -> None:
@@ -142,7 +132,7 @@ def test_asset_hash_mismatch_is_refused(tmp_path: Path) -> None:
         "vader",
         env={"BENCH_ASSET_ARCHIVES": str(archives), "BENCH_CACHE_DIR": str(tmp_path / "c")},
     )
-    _assert_user_error(proc, "vader")
+    assert_user_error(proc, "vader")
     assert "sha256" in proc.stderr.lower() or "hash" in proc.stderr.lower()
     assert not (tmp_path / "c" / "assets" / f"vader-{spec.version}").exists()
 
@@ -159,10 +149,10 @@ def test_bad_option_value_is_exit_2(tmp_path: Path) -> None:
         "--db",
         str(tmp_path / "r.sqlite"),
     )
-    _assert_user_error(proc, "--split")
+    assert_user_error(proc, "--split")
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "docx"])
 def test_unknown_leaderboard_format(fmt: str, tmp_path: Path) -> None:
     proc = _bench("leaderboard", "--format", fmt, "--db", str(tmp_path / "r.sqlite"))
-    _assert_user_error(proc, "unknown format")
+    assert_user_error(proc, "unknown format")

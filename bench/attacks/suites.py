@@ -10,11 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
 from bench.attacks.specs import SuiteSpec
 from bench.errors import SpecError
+from bench.specs import parse_spec, read_yaml
 
 
 def builtin_suites_dir() -> Path:
@@ -38,37 +36,13 @@ def list_suites() -> list[str]:
     return sorted(_suite_files())
 
 
-def _format_validation(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"field '{where}': {message}{more}"
-
-
 def parse_suite(data: Any, origin: str) -> SuiteSpec:
     """Validate plain data as a suite (one-line SpecError naming the field)."""
-    if not isinstance(data, dict):
-        raise SpecError(f"{origin}: a suite must be a mapping, got {type(data).__name__}")
-    try:
-        return SuiteSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(f"{origin}: {_format_validation(exc)}") from None
+    return parse_spec(SuiteSpec, data, origin, "a suite")
 
 
 def load_suite_file(path: Path) -> SuiteSpec:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read suite file {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise SpecError(f"{path}:{where}: malformed YAML ({problem})") from None
-    return parse_suite(data, str(path))
+    return parse_suite(read_yaml(path, "suite"), str(path))
 
 
 def load_suite(name_or_path: str | Path, check: bool = True) -> SuiteSpec:

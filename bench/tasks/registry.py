@@ -17,11 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-from pydantic import ValidationError
-
 from bench.errors import SpecError
-from bench.specs import TaskSpec
+from bench.specs import TaskSpec, parse_spec, read_yaml
 
 ENTRY_POINT_GROUP = "bench.tasks"
 TASKS_PATH_ENV = "BENCH_TASKS_PATH"
@@ -59,37 +56,14 @@ def builtin_tasks_dir() -> Path:
     return packaged if packaged.is_dir() else here.parent / "tasks"
 
 
-def _format_validation(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"field '{where}': {first.get('msg', 'invalid')}{more}"
-
-
 def parse_task(data: Any, origin: str) -> TaskSpec:
     """Validate plain data (already parsed YAML/JSON) as a task spec, with a one-line error."""
-    if not isinstance(data, dict):
-        raise SpecError(f"{origin}: a task must be a mapping, got {type(data).__name__}")
-    try:
-        return TaskSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(f"{origin}: {_format_validation(exc)}") from None
+    return parse_spec(TaskSpec, data, origin, "a task")
 
 
 def load_task_file(path: Path) -> TaskSpec:
     """Read one YAML task file. YAML is data: ``safe_load`` only, no tags that build objects."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read task file {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise SpecError(f"{path}:{where}: malformed YAML ({problem})") from None
-    return parse_task(data, str(path))
+    return parse_task(read_yaml(path, "task"), str(path))
 
 
 def task_dirs(extra: Sequence[Path | str] = ()) -> list[Path]:
