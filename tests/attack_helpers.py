@@ -97,10 +97,12 @@ def run_stock(
 ) -> tuple[dict[str, tuple[str, list[str], int]], float]:
     """Stock ``Attacker`` per example, seeded as our runner seeds it: uid -> (status, perturbed
     columns, queries), and the seconds it took."""
-    from bench.attacks.compat import load_textattack
+    from bench.attacks.compat import load_textattack, nltk_downloads_blocked
 
     ta = load_textattack()
-    attack = getattr(ta.attack_recipes, STOCK_RECIPES[recipe]).build(wrapper)
+    # Stock WordNet swaps call nltk.download("omw-1.4") when built; offline that only fails.
+    with nltk_downloads_blocked():
+        attack = getattr(ta.attack_recipes, STOCK_RECIPES[recipe]).build(wrapper)
     out: dict[str, tuple[str, list[str], int]] = {}
     started = time.perf_counter()
     for ex in examples:
