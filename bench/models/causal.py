@@ -1,0 +1,417 @@
+"""A Hugging Face causal language model for zero-/few-shot prompting: loglikelihoods and generation.
+
+Token boundary rule (how a ``(context, continuation)`` pair becomes tokens). The full string
+``context + continuation`` is encoded once, whole, exactly as the tokenizer encodes it; the
+context alone is encoded too. The context tokens are the longest common prefix of the two token
+sequences and every token after it is scored. So a continuation that starts with a space is
+scored on the tokenizer's own ``" word"`` token, and a context that ends with a space loses that
+trailing space token when the full string merges it into the next word: the merged token is
+scored (as part of the continuation), never the unmerged space. No whitespace is moved between
+context and continuation. In the rare case that the tokenizer re-segments further back than the
+last context token, the scored span starts earlier and includes some context characters; it
+never leaves continuation characters unscored.
+
+A BOS token is put in front when the tokenizer adds one to ordinary text (Llama-style); an empty
+context without BOS is conditioned on the EOS token instead, as there must be something to predict
+the first token from. Sequences longer than ``max_length`` lose tokens from the left.
+
+Batches follow a length-sorted plan (longest first) that depends only on the requests and the
+batch size; padding is on the right for scoring (attention masks hide it, positions of real
+tokens do not move) and on the left for generation (new tokens must follow every prompt directly).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import ModelError
+from bench.models.batching import OOMBackoff, length_sorted_batches
+from bench.models.classifier import (
+    _NO_LIMIT,
+    _check_local_folder,
+    _first_line,
+    _offline,
+    resolve_device,
+    resolve_dtype,
+)
+from bench.models.identity import local_model_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_MAX_LENGTH = 2048
+# Model classes whose names mark a language-modelling head that predicts the next token.
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def _causal_architectures() -> set[str]:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    names: set[str] = set()
+    for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        names.update([value] if isinstance(value, str) else value)
+    return names
+
+
+def _check_causal(config: Any, path: str) -> None:
+    """Refuse a config that does not describe a next-token predictor.
+
+    ``AutoModelForCausalLM`` happily builds a causal head for an encoder like BERT, with random
+    weights; the saved ``architectures`` say what the checkpoint was actually trained as.
+    """
+    archs = list(getattr(config, "architectures", None) or [])
+    if archs:
+        known = _causal_architectures()
+        if not any(a in known or a.endswith(_CAUSAL_SUFFIXES) for a in archs):
+            raise ModelError(
+                f"model {path} is not a causal language model: its architecture is "
+                f"{', '.join(archs)}"
+            )
+    elif getattr(config, "is_encoder_decoder", False):
+        raise ModelError(f"model {path} is not a causal language model: it is encoder-decoder")
+
+
+class CausalLM:
+    """A loaded ``AutoModelForCausalLM`` with its tokenizer, in eval mode."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        path: str = "",
+        max_length: int | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.path = path
+        limits = [max_length or _DEFAULT_MAX_LENGTH]
+        tok_limit = getattr(tokenizer, "model_max_length", None)
+        if isinstance(tok_limit, int) and 0 < tok_limit < _NO_LIMIT:
+            limits.append(tok_limit)
+        # Positions past the embedding table are an index error (or silent garbage), not a result.
+        pos_limit = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(pos_limit, int) and pos_limit > 0:
+            limits.append(pos_limit)
+        self.max_length = min(limits)
+        self._bos = self._detect_bos()
+        self._backoff: OOMBackoff | None = None
+
+    # ---------------------------------------------------------------------------------------------
+    # Loading
+
+    @classmethod
+    def load(
+        cls,
+        path: str,
+        revision: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        use_safetensors: bool = True,
+        max_length: int | None = None,
+        gguf_file: str | None = None,
+    ) -> CausalLM:
+        """Load a causal LM from a local folder or a hub id (hub cache only when offline).
+
+        ``gguf_file`` names a GGUF file inside the folder; it is dequantised on every load, so
+        prefer :func:`bench.models.gguf.convert_gguf` once for repeated use.
+        """
+        folder = local_model_dir(path)
+        if folder is not None and gguf_file is None:
+            _check_local_folder(folder, path, use_safetensors)
+        if folder is not None and gguf_file is not None and not (folder / gguf_file).is_file():
+            raise ModelError(f"model folder {path} has no GGUF file {gguf_file}")
+        resolved_device = resolve_device(device)
+        dtype_name = resolve_dtype(dtype, resolved_device)
+
+        import torch
+        import transformers
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        source = str(folder) if folder is not None else path
+        common: dict[str, Any] = {
+            "revision": revision,
+            "trust_remote_code": trust_remote_code,
+            "local_files_only": folder is not None or _offline(),
+        }
+        if gguf_file is not None:
+            common["gguf_file"] = gguf_file
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+        try:
+            # The config first: refusing an encoder here costs no weight loading.
+            config = AutoConfig.from_pretrained(source, **common)
+            _check_causal(config, path)
+            weights = {} if gguf_file is not None else {"use_safetensors": use_safetensors}
+            loaded: Any = AutoModelForCausalLM.from_pretrained(
+                source,
+                config=config,
+                output_loading_info=True,
+                dtype=getattr(torch, dtype_name),
+                **weights,
+                **common,
+            )
+            model, info = loaded
+        except ModelError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+            raise cls._load_error(path, folder, exc) from exc
+        except Exception as exc:  # safetensors' own error type, unreadable headers, ...
+            raise ModelError(f"cannot read weights of model {path}: {_first_line(exc)}") from exc
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+        # Tied output embeddings are reported missing by some versions although they are loaded.
+        tied = bool(getattr(model.config, "tie_word_embeddings", False))
+        missing = [k for k in info.get("missing_keys", []) if k and not (tied and "lm_head" in k)]
+        if missing:
+            shown = ", ".join(sorted(missing)[:3]) + (", ..." if len(missing) > 3 else "")
+            raise ModelError(f"model {path} is missing trained weights ({shown})")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **common)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            message = f"cannot load the tokenizer of model {path}: {_first_line(exc)}"
+            raise ModelError(message) from exc
+        model = model.to(device=resolved_device)
+        return cls(model, tokenizer, path=path, max_length=max_length)
+
+    @staticmethod
+    def _load_error(path: str, folder: Path | None, exc: BaseException) -> ModelError:
+        message = _first_line(exc)
+        if folder is None and isinstance(exc, OSError):
+            return ModelError(
+                f"cannot load model '{path}' (not a local folder and not in the hub cache; "
+                f"offline?): {message}"
+            )
+        if isinstance(exc, ValueError) and "Unrecognized configuration class" in str(exc):
+            return ModelError(f"model {path} is not a causal language model: {message}")
+        return ModelError(f"cannot load model {path}: {message}")
+
+    # ---------------------------------------------------------------------------------------------
+    # Properties
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    @property
+    def dtype(self) -> str:
+        return str(self.model.dtype).removeprefix("torch.")
+
+    @property
+    def effective_batch_size(self) -> int | None:
+        """The batch size after any out-of-memory back-off (None before the first batch)."""
+        return self._backoff.batch_size if self._backoff is not None else None
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    # ---------------------------------------------------------------------------------------------
+    # Tokens
+
+    def _detect_bos(self) -> int | None:
+        """The BOS id when the tokenizer puts it in front of ordinary text, else None."""
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            return None
+        ids = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        return bos if ids and ids[0] == bos else None
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _prefix(self, context_ids: list[int]) -> list[int]:
+        if self._bos is not None and (not context_ids or context_ids[0] != self._bos):
+            return [self._bos]
+        if not context_ids:
+            eos = self.tokenizer.eos_token_id
+            if eos is None:
+                raise ModelError(
+                    f"model {self.path} has neither BOS nor EOS to start an empty context"
+                )
+            return [int(eos)]
+        return []
+
+    def split_tokens(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """``(context ids, continuation ids)`` by the module's boundary rule, prefix included."""
+        whole = self._ids(context + continuation)
+        alone = self._ids(context)
+        common = 0
+        for a, b in zip(alone, whole, strict=False):
+            if a != b:
+                break
+            common += 1
+        context_ids = whole[:common]
+        return self._prefix(context_ids) + context_ids, whole[common:]
+
+    # ---------------------------------------------------------------------------------------------
+    # Scoring
+
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], batch_size: int = 8
+    ) -> list[tuple[float, bool, int]]:
+        """Per ``(context, continuation)``: (sum of continuation log-probs, greedy, n tokens).
+
+        ``greedy`` is True when every continuation token is the argmax at its position. Results
+        are in input order and do not depend on ``batch_size`` beyond float rounding.
+        """
+        # Model input is the sequence minus its last token; the targets are shifted by one.
+        seqs: list[list[int]] = []
+        n_cont: list[int] = []
+        for context, continuation in requests:
+            ctx, cont = self.split_tokens(context, continuation)
+            full = ctx + cont
+            # Left truncation: max_length input positions predict the last max_length tokens.
+            seqs.append(full[-(self.max_length + 1) :])
+            n_cont.append(min(len(cont), self.max_length))
+        results: list[tuple[float, bool, int]] = [(0.0, True, 0)] * len(requests)
+        todo = [i for i in range(len(requests)) if n_cont[i] > 0]
+        plan = length_sorted_batches([len(seqs[i]) for i in todo], batch_size)
+        if self._backoff is None or self._backoff.batch_size > batch_size:
+            self._backoff = OOMBackoff(batch_size)
+
+        def run(chunk: list[int]) -> list[tuple[float, bool, int]]:
+            return self._score([seqs[i] for i in chunk], [n_cont[i] for i in chunk])
+
+        for batch in plan:
+            indices = [todo[j] for j in batch]
+            scored = [r for part in self._backoff.run(run, indices) for r in part]
+            for i, result in zip(indices, scored, strict=True):
+                results[i] = result
+        return results
+
+    def _score(self, seqs: list[list[int]], n_cont: list[int]) -> list[tuple[float, bool, int]]:
+        import torch
+
+        width = max(len(s) for s in seqs) - 1
+        pad = self.tokenizer.pad_token_id
+        pad_id = int(pad) if pad is not None else 0
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, : len(seq) - 1] = torch.tensor(seq[:-1])
+            mask[row, : len(seq) - 1] = 1
+        device = self.model.device
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            out: list[tuple[float, bool, int]] = []
+            for row, (seq, n) in enumerate(zip(seqs, n_cont, strict=True)):
+                end = len(seq) - 1
+                # Only the continuation positions get a log-softmax: the vocabulary is large.
+                span = torch.log_softmax(logits[row, end - n : end].float(), dim=-1)
+                target = torch.tensor(seq[-n:], device=span.device)
+                logprob = span.gather(1, target[:, None]).sum().item()
+                greedy = bool((span.argmax(dim=-1) == target).all().item())
+                out.append((float(logprob), greedy, n))
+        return out
+
+    def score_choices(
+        self, context: str, choices: Sequence[str], batch_size: int = 8
+    ) -> tuple[int, int, list[float]]:
+        """``(acc index, acc_norm index, loglikelihoods)`` for one multiple-choice question.
+
+        ``acc_norm`` divides each loglikelihood by the choice's length in characters (lm-eval uses
+        UTF-8 bytes; characters give the same ranking for ASCII answers and do not penalise
+        non-Latin scripts for their encoding). Ties go to the lowest index.
+        """
+        if not choices:
+            raise ValueError("score_choices needs at least one choice")
+        logliks = [
+            ll for ll, _, _ in self.loglikelihood([(context, c) for c in choices], batch_size)
+        ]
+        normed = [ll / max(1, len(c)) for ll, c in zip(logliks, choices, strict=True)]
+        acc = max(range(len(choices)), key=lambda i: (logliks[i], -i))
+        acc_norm = max(range(len(choices)), key=lambda i: (normed[i], -i))
+        return acc, acc_norm, logliks
+
+    # ---------------------------------------------------------------------------------------------
+    # Generation
+
+    def apply_chat_template(
+        self, messages: Sequence[dict[str, str]], use_template: bool = True
+    ) -> str:
+        """The prompt text for ``messages`` (dicts with ``role`` and ``content``).
+
+        With the tokenizer's chat template (when it has one and ``use_template``), ending with the
+        assistant turn's opening; otherwise the contents joined by blank lines, roles dropped,
+        which is how a base model sees a few-shot prompt.
+        """
+        if use_template and self.has_chat_template:
+            text = self.tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=True
+            )
+            return str(text)
+        return "\n\n".join(m["content"] for m in messages)
+
+    def greedy_until(
+        self,
+        requests: Sequence[tuple[str, list[str]]],
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+    ) -> list[str]:
+        """Greedy continuation of each context, cut before the first of its stop strings."""
+        import torch
+
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        budget = max(1, self.max_length - max_new_tokens)
+        prompts: list[list[int]] = []
+        for context, _ in requests:
+            ids = self._ids(context)
+            prompts.append((self._prefix(ids) + ids)[-budget:])
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        pad_id = int(pad if pad is not None else (eos if eos is not None else 0))
+        plan = length_sorted_batches([len(p) for p in prompts], batch_size)
+        if self._backoff is None or self._backoff.batch_size > batch_size:
+            self._backoff = OOMBackoff(batch_size)
+        out = [""] * len(requests)
+
+        def run(chunk: list[int]) -> list[str]:
+            width = max(len(prompts[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+                mask[row, width - len(prompts[i]) :] = 1
+            device = self.model.device
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=pad_id,
+                    # The generation config of an instruct model may set sampling knobs; greedy
+                    # decoding ignores them but warns, once per call.
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                )
+            texts = []
+            for row, i in enumerate(chunk):
+                new = generated[row, width:].tolist()
+                if eos is not None and eos in new:
+                    new = new[: new.index(eos)]
+                text = self.tokenizer.decode(new, skip_special_tokens=True)
+                texts.append(_cut(text, requests[i][1]))
+            return texts
+
+        for batch in plan:
+            texts = [t for part in self._backoff.run(run, batch) for t in part]
+            for i, text in zip(batch, texts, strict=True):
+                out[i] = text
+        return out
+
+
+def _cut(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the earliest occurrence of any non-empty stop string."""
+    positions = [p for p in (text.find(s) for s in stops if s) if p >= 0]
+    return text[: min(positions)] if positions else text

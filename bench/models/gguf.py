@@ -1,0 +1,140 @@
+"""GGUF files to plain safetensors folders, and the default causal LM built from the smollm2 asset.
+
+Transformers reads a GGUF file by dequantising every tensor to float32 on load. Doing that once
+and saving the result as an ordinary folder means later runs load it like any other model (no
+``gguf`` import, no dequantisation cost, a folder hash for the run identity) and the
+:class:`~bench.models.causal.CausalLM` adapter needs no GGUF special case.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ASSET = "smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Enough of the archive hash to tell pins apart, short enough for a readable folder name.
+_HASH_CHARS = 12
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
+    """Dequantise ``gguf_path`` to float32 and save it, with its tokenizer, as ``out_dir``.
+
+    Atomic: the folder is written under a temporary name beside ``out_dir`` and renamed into
+    place, so a crash never leaves a half-written folder that looks like a model. An existing
+    ``out_dir`` is replaced.
+    """
+    gguf_path = Path(gguf_path)
+    out_dir = Path(out_dir)
+    if not gguf_path.is_file():
+        raise ModelError(f"GGUF file {gguf_path} does not exist")
+
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import is_gguf_available
+
+    if not is_gguf_available():
+        raise ModelError("reading GGUF files needs the 'gguf' package (>=0.10); pip install gguf")
+    started = time.perf_counter()
+    source, name = str(gguf_path.parent), gguf_path.name
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, gguf_file=name, dtype=torch.float32, local_files_only=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=name, local_files_only=True)
+        _fix_special_tokens(tokenizer, gguf_path)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        lines = str(exc).strip().splitlines()
+        raise ModelError(
+            f"cannot read GGUF file {gguf_path}: {lines[0] if lines else exc}"
+        ) from exc
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        # The tokenizer "saves its vocabulary" by copying the whole GGUF file (weights included)
+        # as tokenizer.model; tokenizer.json already holds everything it needs.
+        spare = tmp / "tokenizer.model"
+        if spare.is_file() and spare.read_bytes()[:4] == b"GGUF":
+            spare.unlink()
+        # mkdtemp makes the folder private; a model folder is as readable as any other cache file.
+        tmp.chmod(0o755)
+        for file in tmp.iterdir():
+            file.chmod(0o644)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("converted %s to %s in %.1f s", gguf_path.name, out_dir, time.perf_counter() - started)
+    return out_dir
+
+
+def _gguf_scalar(reader: Any, key: str) -> Any:
+    field = reader.fields.get(key)
+    if field is None or not field.data:
+        return None
+    return field.parts[field.data[0]].tolist()[0]
+
+
+def _fix_special_tokens(tokenizer: Any, gguf_path: Path) -> None:
+    """Set special tokens and BOS insertion from the GGUF metadata.
+
+    transformers 4.57's GGUF tokenizer conversion mislabels them for SmolLM2 (EOS became
+    ``<|im_start|>``, BOS is added although the file says not to, no pad token), which breaks
+    generation stopping and shifts every loglikelihood by an extra leading token.
+    """
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf_path))
+    for role in ("bos", "eos", "unknown", "padding"):
+        token_id = _gguf_scalar(reader, f"tokenizer.ggml.{role}_token_id")
+        if token_id is None:
+            continue
+        token = tokenizer.convert_ids_to_tokens(int(token_id))
+        name = {"unknown": "unk", "padding": "pad"}.get(role, role)
+        setattr(tokenizer, f"{name}_token", token)
+    add_bos = _gguf_scalar(reader, "tokenizer.ggml.add_bos_token")
+    if add_bos is not None and hasattr(tokenizer, "add_bos_token"):
+        # The fast Llama tokenizer rebuilds its post-processor when this attribute is set.
+        tokenizer.add_bos_token = bool(add_bos)
+
+
+def default_causal_lm() -> Path:
+    """The smollm2 asset as a float32 safetensors folder, converted on first use and cached.
+
+    The folder name carries the asset's archive hash, so a new pin converts afresh instead of
+    reusing a folder built from other weights.
+    """
+    from filelock import FileLock
+
+    from bench import assets
+
+    assets.fetch([DEFAULT_ASSET], progress=False)
+    spec = assets.get_spec(DEFAULT_ASSET)
+    models = assets.cache_root() / "models"
+    target = models / f"smollm2-135m-instruct-{spec.sha256[:_HASH_CHARS]}"
+    if (target / "config.json").is_file():
+        return target
+    models.mkdir(parents=True, exist_ok=True)
+    # Two processes starting at once would both spend the conversion; the second waits instead.
+    with FileLock(str(models / f".{target.name}.lock")):
+        if not (target / "config.json").is_file():
+            convert_gguf(assets.asset_dir(DEFAULT_ASSET) / DEFAULT_GGUF, target)
+    return target
