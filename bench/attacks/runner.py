@@ -88,6 +88,7 @@ class AttackRunner:
     progress: bool = True
     _models: dict[str, HFClassifier] = field(default_factory=dict, init=False, repr=False)
     _resources: AttackResources | None = field(default=None, init=False, repr=False)
+    _hashes: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     # -- planning (no model loaded, nothing computed) --------------------------------------
 
@@ -164,14 +165,21 @@ class AttackRunner:
         ident["dtype"] = resolve_dtype(self.dtype, resolve_device(self.device))
         return ident
 
-    def key_for(self, task: TaskData, model: ModelSpec, attack: PlannedAttack) -> str:
-        from bench.models.identity import model_identity
+    def _model_hash(self, spec: ModelSpec) -> str:
+        """The weights' identity hash, computed once per model (it reads every weight file)."""
+        key = spec.canonical()
+        if key not in self._hashes:
+            from bench.models.identity import model_identity
 
+            self._hashes[key] = model_identity(spec.path, spec.revision)["hash"]
+        return self._hashes[key]
+
+    def key_for(self, task: TaskData, model: ModelSpec, attack: PlannedAttack) -> str:
         return run_key(
             {
                 "kind": "attack",
                 "task": task.data_hash,
-                "model": model_identity(model.path, model.revision)["hash"],
+                "model": self._model_hash(model),
                 "label_map": dict(sorted(model.label_map.items())),
                 "profile": attack.profile,
                 "config": self._identity(),
@@ -188,7 +196,6 @@ class AttackRunner:
         return outcomes, self._suite_summary(task, model, suite, outcomes)
 
     def run_attack(self, task: TaskData, model: ModelSpec, attack: PlannedAttack) -> AttackOutcome:
-        from bench.models.identity import model_identity
         from bench.models.labels import align_labels
         from bench.runner import library_versions
 
@@ -216,7 +223,7 @@ class AttackRunner:
                 task_hash=task.data_hash,
                 model=model.name,
                 model_path=model.path,
-                model_hash=model_identity(model.path, model.revision)["hash"],
+                model_hash=self._model_hash(model),
                 config={
                     **self._identity(),
                     "suite": attack.suite,
