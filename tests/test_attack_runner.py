@@ -306,3 +306,19 @@ def test_leaderboard_shows_clean_and_under_attack_side_by_side(
     assert len(attack_row) == 1 and len(suite_row) == 1
     assert len(str(attack_row["profile"].iloc[0])) == 12
     assert frame[frame["column"] == "cli_pairs"]["profile"].isna().all()
+
+
+def test_attacks_of_a_suite_share_the_query_cache(
+    pair_task: TaskData, tiny_model_dir: Path, tmp_path: Path, torch_one_thread: None
+) -> None:
+    _, _, outcomes, _ = attack(
+        tmp_path / "r.sqlite",
+        pair_task,
+        tiny_model_dir,
+        limit=12,
+        recipes=("deepwordbug", "textbugger-char"),
+    )
+    first, second = outcomes
+    assert first.model_computed == first.model_queries  # type: ignore[attr-defined]
+    # Every clean text of the second attack was already computed by the first.
+    assert second.model_computed <= second.model_queries - 12  # type: ignore[attr-defined]

@@ -89,6 +89,7 @@ class AttackRunner:
     _models: dict[str, HFClassifier] = field(default_factory=dict, init=False, repr=False)
     _resources: AttackResources | None = field(default=None, init=False, repr=False)
     _hashes: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _queries: dict[tuple[Any, ...], Any] = field(default_factory=dict, init=False, repr=False)
 
     # -- planning (no model loaded, nothing computed) --------------------------------------
 
@@ -274,7 +275,19 @@ class AttackRunner:
 
         done = self.store.attacked_indices(key)
         todo = [ex for ex in examples if ex.idx not in done]
-        query = ModelQuery(classifier, alignment, batch_size=self.batch_size)
+        # One query cache per (model, label routing), shared by the attacks of a suite: they all
+        # start from the same clean texts, and character attacks revisit each other's edits.
+        cache_key = (
+            id(classifier),
+            canonical_json(alignment.mapping),
+            tuple(alignment.task_labels),
+        )
+        query = self._queries.get(cache_key)
+        if query is None:
+            query = self._queries[cache_key] = ModelQuery(
+                classifier, alignment, batch_size=self.batch_size
+            )
+        queries_before, computed_before = query.stats.queries, query.stats.computed
         scheduler: CooperativeScheduler[Example, AttackRow] = CooperativeScheduler(
             query, concurrency=min(self.concurrency, max(1, len(todo)))
         )
@@ -315,7 +328,12 @@ class AttackRunner:
                     bar.advance(tid, 1)
             finally:
                 self.store.add_compute_time(key, time.perf_counter() - started)
-        return attacked, query.stats.queries, query.stats.computed, scheduler.stats.mean_batch
+        return (
+            attacked,
+            query.stats.queries - queries_before,
+            query.stats.computed - computed_before,
+            scheduler.stats.mean_batch,
+        )
 
     def _finish(self, key: str, record: RunRecord) -> RunRecord:
         rows = self.store.attack_rows(key)
