@@ -212,6 +212,78 @@ class SplitPlan(Spec):
 # Tasks
 
 
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def template_fields(template: str) -> list[str]:
+    """The field names a prompt template uses, in order.
+
+    The template language is deliberately tiny: ``{field}`` inserts a field, ``{{`` and ``}}`` are
+    literal braces, and nothing else is special. No attribute access, indexing, conversions or
+    format specs (``str.format`` allows all of them): a template is data and never evaluates
+    anything. Anything else inside braces, or a lone brace, is a ``ValueError``.
+    """
+    fields: list[str] = []
+    for match in _PLACEHOLDER.finditer(template):
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            continue
+        name = match.group(1)
+        if name is None or not _FIELD.match(name):
+            raise ValueError(
+                f"template {template!r}: {token!r} is not a field; write {{name}} for a field "
+                "and {{ or }} for a literal brace"
+            )
+        fields.append(name)
+    return fields
+
+
+def render_template(template: str, values: dict[str, str]) -> str:
+    """Fill ``{field}`` placeholders (see :func:`template_fields`); a missing field is a KeyError."""
+    template_fields(template)  # validates
+
+    def fill(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        return values[match.group(1)]
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+class FewShotSpec(Spec):
+    """``k`` solved examples before the question, drawn with ``seed`` from ``split``."""
+
+    k: int = Field(default=0, ge=0)
+    split: Literal["train", "dev"] = "train"
+    seed: int = 1234
+
+
+class PromptSpec(Spec):
+    """How a causal LM is asked the task: templates (alternatives measure prompt sensitivity),
+    verbalised choices, delimiters and the few-shot block."""
+
+    # Each template renders one example's question from its input fields.
+    templates: list[str] = Field(min_length=1)
+    # One answer text per task label, in label order (default: the label names).
+    choices: list[str] | None = None
+    instruction: str = ""
+    # Between the question and its answer, and between solved examples.
+    target_delimiter: str = " "
+    fewshot_delimiter: str = "\n\n"
+    fewshot: FewShotSpec = Field(default_factory=FewShotSpec)
+
+    @field_validator("templates")
+    @classmethod
+    def _parse(cls, value: list[str]) -> list[str]:
+        for template in value:
+            template_fields(template)
+        return value
+
+
 class TaskSpec(Spec):
     """A classification task: where its data comes from and how rows become labelled examples."""
 
@@ -234,6 +306,16 @@ class TaskSpec(Spec):
     splits: SplitPlan = Field(default_factory=SplitPlan)
     metrics: list[str] = Field(default_factory=lambda: ["accuracy", "macro_f1", "ece"])
     tags: list[str] = Field(default_factory=list)
+    # How the task is posed to a causal LM (zero-/few-shot prompting); not part of its data.
+    prompt: PromptSpec | None = None
+
+    def canonical(self) -> str:
+        """The task's data identity. The prompt format is left out: it changes how a causal LM is
+        asked, not the examples, so adding or editing it keeps every stored classifier result;
+        prompt runs key on the prompt spec themselves."""
+        data = self.model_dump(mode="json")
+        data.pop("prompt")
+        return canonical_json(data)
 
     @field_validator("name")
     @classmethod
@@ -257,6 +339,19 @@ class TaskSpec(Spec):
             lt = self.label_threshold
             if {lt.below, lt.above} - known:
                 raise ValueError("label_threshold names labels that are not in labels")
+        if self.prompt is not None:
+            for i, template in enumerate(self.prompt.templates, 1):
+                missing = [f for f in template_fields(template) if f not in self.inputs]
+                if missing:
+                    raise ValueError(
+                        f"prompt template {i} references {{{missing[0]}}}, which is not an input "
+                        f"of the task (inputs: {', '.join(self.inputs)})"
+                    )
+            choices = self.prompt.choices
+            if choices is not None and len(choices) != len(self.labels):
+                raise ValueError(
+                    f"prompt choices give {len(choices)} answers for {len(self.labels)} labels"
+                )
         return self
 
     @property
