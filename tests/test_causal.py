@@ -36,14 +36,14 @@ REQUESTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_tiny_llama(folder: Path) -> Path:
+    """A tiny random Llama with a byte-level BPE tokenizer trained on ``CORPUS`` (vocabulary 400,
+    so that " Paris" is one token), saved as a safetensors folder. Shared with the benchmark."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
 
-    folder = tmp_path_factory.mktemp("tiny-lm") / "model"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(CORPUS, vocab_size=400, min_frequency=1, special_tokens=["<|eos|>"])
     tokenizer = GPT2TokenizerFast(tokenizer_object=bpe, eos_token="<|eos|>", model_max_length=128)
@@ -66,6 +66,11 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-lm") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from bench.models.classifier import (
     _check_local_folder,
     _first_line,
     _offline,
+    load_error,
     resolve_device,
     resolve_dtype,
 )
@@ -182,15 +183,7 @@ class CausalLM:
 
     @staticmethod
     def _load_error(path: str, folder: Path | None, exc: BaseException) -> ModelError:
-        message = _first_line(exc)
-        if folder is None and isinstance(exc, OSError):
-            return ModelError(
-                f"cannot load model '{path}' (not a local folder and not in the hub cache; "
-                f"offline?): {message}"
-            )
-        if isinstance(exc, ValueError) and "Unrecognized configuration class" in str(exc):
-            return ModelError(f"model {path} is not a causal language model: {message}")
-        return ModelError(f"cannot load model {path}: {message}")
+        return load_error(path, folder, exc, "a causal language model")
 
     # ---------------------------------------------------------------------------------------------
     # Properties

@@ -82,6 +82,19 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
+def load_error(path: str, folder: Path | None, exc: BaseException, kind: str) -> ModelError:
+    """One line for a failed ``from_pretrained``; ``kind`` names what the adapter needs."""
+    message = _first_line(exc)
+    if folder is None and isinstance(exc, OSError):
+        return ModelError(
+            f"cannot load model '{path}' (not a local folder and not in the hub cache; "
+            f"offline?): {message}"
+        )
+    if isinstance(exc, ValueError) and "Unrecognized configuration class" in str(exc):
+        return ModelError(f"model {path} is not {kind}: {message}")
+    return ModelError(f"cannot load model {path}: {message}")
+
+
 def _check_local_folder(folder: Path, path: str, use_safetensors: bool) -> None:
     """Refuse a local folder early, with a message that says what is wrong with it."""
     if not (folder / "config.json").is_file():
@@ -186,15 +199,7 @@ class HFClassifier:
 
     @staticmethod
     def _load_error(path: str, folder: Path | None, exc: BaseException) -> ModelError:
-        message = _first_line(exc)
-        if folder is None and isinstance(exc, OSError):
-            return ModelError(
-                f"cannot load model '{path}' (not a local folder and not in the hub cache; "
-                f"offline?): {message}"
-            )
-        if isinstance(exc, ValueError) and "Unrecognized configuration class" in str(exc):
-            return ModelError(f"model {path} is not a sequence-classification model: {message}")
-        return ModelError(f"cannot load model {path}: {message}")
+        return load_error(path, folder, exc, "a sequence-classification model")
 
     # ---------------------------------------------------------------------------------------------
     # Properties

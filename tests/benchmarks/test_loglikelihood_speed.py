@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_causal import CORPUS
+from test_causal import build_tiny_llama
 
 BATCH = 8
 TOLERANCE = 1e-3
@@ -73,41 +73,6 @@ def _questions(n_requests: int, shot: str) -> list[tuple[str, str]]:
         requests.extend((context, " " + choice) for choice in choices)
         kind += 1
     return requests[:n_requests]
-
-
-def _tiny_llama(folder: Path) -> Path:
-    """A 2-layer random Llama with a byte-level BPE tokenizer, as tests/test_causal.py builds it.
-
-    test_causal.py builds its model inside a fixture, which cannot be called as a function, so the
-    recipe is repeated here on the same training text.
-    """
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
-
-    folder.mkdir(parents=True)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(CORPUS, vocab_size=400, min_frequency=1, special_tokens=["<|eos|>"])
-    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe, eos_token="<|eos|>", model_max_length=128)
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        # Large weights spread the log-probs, so a position or padding slip on either side shows
-        # up far above the tolerance instead of hiding in near-uniform distributions.
-        initializer_range=0.3,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        pad_token_id=None,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    return folder
 
 
 def _raw_forward(
@@ -164,7 +129,7 @@ def test_loglikelihood_vs_raw_forward(
         # In the suite: a tiny model on one thread (on a busy 2-core machine OpenMP threads spin
         # against each other and the timings mean nothing anyway).
         request.getfixturevalue("torch_one_thread")
-        folder, n, shot = _tiny_llama(tmp_path / "tiny-llama"), 32, ""
+        folder, n, shot = build_tiny_llama(tmp_path / "tiny-llama"), 32, ""
     lm = CausalLM.load(str(folder), device="cpu")
     requests = _questions(n, shot)
     splits = [lm.split_tokens(c, x) for c, x in requests]
