@@ -319,6 +319,23 @@ def test_attacks_of_a_suite_share_the_query_cache(
         recipes=("deepwordbug", "textbugger-char"),
     )
     first, second = outcomes
-    assert first.model_computed == first.model_queries  # type: ignore[attr-defined]
+    assert 0 < first.model_computed <= first.model_queries  # type: ignore[attr-defined]
     # Every clean text of the second attack was already computed by the first.
     assert second.model_computed <= second.model_queries - 12  # type: ignore[attr-defined]
+
+
+def test_texts_that_tokenise_alike_get_identical_scores(
+    tiny_model_dir: Path, torch_one_thread: None
+) -> None:
+    from bench.attacks.wrapper import ModelQuery
+    from bench.models.classifier import HFClassifier
+    from bench.models.labels import align_labels
+
+    clf = HFClassifier.load(str(tiny_model_dir), device="cpu")
+    query = ModelQuery(clf, align_labels(clf.labels, LABELS), batch_size=2)
+    # Uncased vocabulary: both spellings are the same tokens; "zzq" and "qqz" are both [UNK].
+    first = query([("the movie was good", "a dog zzq"), ("the park", "two people")])
+    second = query([("THE MOVIE was GOOD", "a dog qqz"), ("the park", "two people eat")])
+    assert np.array_equal(first[0], second[0])
+    assert query.stats.computed == 3  # the alike pair and the repeated text were not recomputed
+    assert not np.array_equal(first[1], second[1])

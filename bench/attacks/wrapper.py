@@ -62,6 +62,7 @@ class ModelQuery:
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._cache: dict[Inputs, np.ndarray] = {}
+        self._by_tokens: dict[tuple[int, ...], np.ndarray] = {}
         self._logits_only = _permutation(alignment.matrix)
         self.stats = QueryStats()
 
@@ -81,13 +82,29 @@ class ModelQuery:
                 missing.append(item)
         self.stats.cache_hits += len(inputs) - len(missing)
         if missing:
-            logits = self.classifier.classify_padding_aware(missing, max_batch=self.batch_size)
-            self.stats.computed += len(missing)
-            self.stats.forward_batches += 1
             if len(self._cache) + len(missing) > self.cache_size:
-                self._cache.clear()  # rare; a bounded cache must not grow without limit
-            for item, row in zip(missing, self._scores(logits), strict=True):
-                self._cache[item] = row
+                # Rare; a bounded cache must not grow without limit.
+                self._cache.clear()
+                self._by_tokens.clear()
+            # Texts that tokenise identically (case, accents, characters the vocabulary lacks)
+            # must get identical scores, whichever batch they come in: float rounding differs
+            # between batch shapes, and would otherwise break exact ties between such candidates
+            # differently from run to run (e.g. in a resumed run).
+            keys = self.classifier.token_keys(missing)
+            fresh: dict[tuple[int, ...], Inputs] = {}
+            for item, key in zip(missing, keys, strict=True):
+                if key not in self._by_tokens and key not in fresh:
+                    fresh[key] = item
+            if fresh:
+                logits = self.classifier.classify_padding_aware(
+                    list(fresh.values()), max_batch=self.batch_size
+                )
+                self.stats.computed += len(fresh)
+                self.stats.forward_batches += 1
+                for key, row in zip(fresh, self._scores(logits), strict=True):
+                    self._by_tokens[key] = row
+            for item, key in zip(missing, keys, strict=True):
+                self._cache[item] = self._by_tokens[key]
         return np.stack([self._cache[item] for item in inputs])
 
 

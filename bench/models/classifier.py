@@ -248,6 +248,17 @@ class HFClassifier:
             lengths.extend(len(ids) for ids in encoded["input_ids"])
         return lengths
 
+    def token_keys(self, inputs: Sequence[tuple[str, ...]]) -> list[tuple[int, ...]]:
+        """What the model sees of each input (token ids, then token type ids, after truncation):
+        equal keys give equal logits."""
+        encoded = self._encode(inputs)
+        types = encoded.get("token_type_ids")
+        keys = []
+        for i, ids in enumerate(encoded["input_ids"]):
+            extra = tuple(types[i]) if types is not None else ()
+            keys.append((*ids, -1, *extra))
+        return keys
+
     def batch_plan(self, inputs: Sequence[tuple[str, ...]], batch_size: int) -> list[list[int]]:
         """The batches ``predict_batches`` runs, longest first; depends only on its arguments."""
         return length_sorted_batches(self.token_lengths(inputs), batch_size)
