@@ -64,14 +64,8 @@ class Evaluator:
         if key not in self._models:
             from bench.models.classifier import HFClassifier
 
-            self._models[key] = HFClassifier.load(
-                spec.path,
-                revision=spec.revision,
-                device=self.config.device,
-                dtype=self.config.dtype,
-                trust_remote_code=spec.trust_remote_code,
-                use_safetensors=spec.use_safetensors,
-                max_length=self.config.max_length,
+            self._models[key] = HFClassifier.from_spec(
+                spec, self.config.device, self.config.dtype, self.config.max_length
             )
         return self._models[key]
 

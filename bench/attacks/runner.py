@@ -89,6 +89,9 @@ class AttackRunner:
     _models: dict[str, HFClassifier] = field(default_factory=dict, init=False, repr=False)
     _resources: AttackResources | None = field(default=None, init=False, repr=False)
     _hashes: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _plans: dict[tuple[str, str], list[PlannedAttack]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _queries: dict[tuple[Any, ...], Any] = field(default_factory=dict, init=False, repr=False)
 
     # -- planning (no model loaded, nothing computed) --------------------------------------
@@ -113,7 +116,17 @@ class AttackRunner:
         return [c for c in columns if c in wanted]
 
     def plan(self, task: TaskData, suite: SuiteSpec) -> list[PlannedAttack]:
-        """Resolve every attack of ``suite`` for ``task``; raises before anything runs."""
+        """Resolve every attack of ``suite`` for ``task``; raises before anything runs.
+
+        Computed once per (task data, suite): profiles hash their resources, and a local
+        masked-LM folder is read whole to hash it.
+        """
+        key = (task.data_hash, suite.canonical())
+        if key not in self._plans:
+            self._plans[key] = self._plan(task, suite)
+        return self._plans[key]
+
+    def _plan(self, task: TaskData, suite: SuiteSpec) -> list[PlannedAttack]:
         from bench.attacks.components import BuildContext, attack_profile, profile_hash
         from bench.attacks.recipes import resolve
 
@@ -147,14 +160,8 @@ class AttackRunner:
         if key not in self._models:
             from bench.models.classifier import HFClassifier
 
-            self._models[key] = HFClassifier.load(
-                spec.path,
-                revision=spec.revision,
-                device=self.device,
-                dtype=self.dtype,
-                trust_remote_code=spec.trust_remote_code,
-                use_safetensors=spec.use_safetensors,
-                max_length=self.config.max_length,
+            self._models[key] = HFClassifier.from_spec(
+                spec, self.device, self.dtype, self.config.max_length
             )
         return self._models[key]
 

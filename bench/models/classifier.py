@@ -22,6 +22,8 @@ from bench.models.identity import TOKENIZER_FILES, local_model_dir
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from bench.specs import ModelSpec
+
 log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -196,6 +198,21 @@ class HFClassifier:
             raise ModelError(message) from exc
         model = model.to(device=resolved_device, dtype=getattr(torch, dtype_name))
         return cls(model, tokenizer, path=path, max_length=max_length)
+
+    @classmethod
+    def from_spec(
+        cls, spec: ModelSpec, device: str = "auto", dtype: str = "auto", max_length: int = 256
+    ) -> HFClassifier:
+        """:meth:`load` with the path, revision and trust settings a model spec records."""
+        return cls.load(
+            spec.path,
+            revision=spec.revision,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=spec.trust_remote_code,
+            use_safetensors=spec.use_safetensors,
+            max_length=max_length,
+        )
 
     @staticmethod
     def _load_error(path: str, folder: Path | None, exc: BaseException) -> ModelError:
