@@ -124,16 +124,32 @@ def test_boundary_rule_follows_the_whole_string(lm: object) -> None:
     assert len(cont3) > 3 and tok.decode(cont3) == " Rome, a very old city"
 
 
-@pytest.mark.parametrize("batch_size", [1, 8])
+# Questions with several answer choices each: the shared-prefix path (one prefix pass per
+# question, its cache reused for every choice) serves these, mixed with lone requests.
+CHOICE_REQUESTS = (
+    [("Question: is grass red? Answer:", c) for c in (" yes", " no", " no, it is green", "x")]
+    + [("The capital of France is ", c) for c in ("Paris", "Berlin and Rome", " Madrid")]
+    + [("The dog ran in the", c) for c in (" park", " city of Europe")]
+    + REQUESTS[:3]
+)
+
+
+@pytest.mark.parametrize("share_prefix", [True, False], ids=["shared-prefix", "one-pass-each"])
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+@pytest.mark.parametrize("requests", [REQUESTS, CHOICE_REQUESTS], ids=["mixed", "choices"])
 def test_loglikelihood_matches_direct_computation(
-    lm: object, tiny_lm_dir: Path, batch_size: int
+    lm: object,
+    tiny_lm_dir: Path,
+    batch_size: int,
+    share_prefix: bool,
+    requests: list[tuple[str, str]],
 ) -> None:
     from bench.models.causal import CausalLM
 
     assert isinstance(lm, CausalLM)
-    got = lm.loglikelihood(REQUESTS, batch_size=batch_size)
-    assert len(got) == len(REQUESTS)
-    for (context, continuation), (ll, greedy, n) in zip(REQUESTS, got, strict=True):
+    got = lm.loglikelihood(requests, batch_size=batch_size, share_prefix=share_prefix)
+    assert len(got) == len(requests)
+    for (context, continuation), (ll, greedy, n) in zip(requests, got, strict=True):
         ref_ll, ref_greedy, ref_n = _reference(tiny_lm_dir, context, continuation)
         assert n == ref_n, (context, continuation)
         assert abs(ll - ref_ll) < 1e-4, (context, continuation, ll, ref_ll)

@@ -22,8 +22,11 @@ tokens do not move) and on the left for generation (new tokens must follow every
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,62 +250,194 @@ class CausalLM:
     # Scoring
 
     def loglikelihood(
-        self, requests: Sequence[tuple[str, str]], batch_size: int = 8
+        self,
+        requests: Sequence[tuple[str, str]],
+        batch_size: int = 8,
+        share_prefix: bool = True,
     ) -> list[tuple[float, bool, int]]:
         """Per ``(context, continuation)``: (sum of continuation log-probs, greedy, n tokens).
 
         ``greedy`` is True when every continuation token is the argmax at its position. Results
         are in input order and do not depend on ``batch_size`` beyond float rounding.
+
+        With ``share_prefix``, requests with the same context (a question's answer choices) run
+        the tokens they share through the model once: a first pass over each question's common
+        prefix keeps its key/value cache, a second pass scores every choice's remaining tokens
+        on top of it. The numbers are those of one full pass per request up to float rounding;
+        a few-shot question with six choices costs little more than one forward pass instead of
+        six. ``batch_size`` counts requests (answer choices) in both cases.
         """
         # Model input is the sequence minus its last token; the targets are shifted by one.
         seqs: list[list[int]] = []
         n_cont: list[int] = []
+        n_ctx: list[int] = []
+        truncated: list[bool] = []
         for context, continuation in requests:
             ctx, cont = self.split_tokens(context, continuation)
             full = ctx + cont
             # Left truncation: max_length input positions predict the last max_length tokens.
             seqs.append(full[-(self.max_length + 1) :])
+            truncated.append(len(full) > self.max_length + 1)
             n_cont.append(min(len(cont), self.max_length))
+            n_ctx.append(len(ctx))
         results: list[tuple[float, bool, int]] = [(0.0, True, 0)] * len(requests)
         todo = [i for i in range(len(requests)) if n_cont[i] > 0]
-        plan = length_sorted_batches([len(seqs[i]) for i in todo], batch_size)
         if self._backoff is None or self._backoff.batch_size > batch_size:
             self._backoff = OOMBackoff(batch_size)
+
+        groups: list[_Group] = []
+        alone = todo
+        if share_prefix:
+            groups, alone = _shared_groups(requests, todo, seqs, n_ctx, truncated)
 
         def run(chunk: list[int]) -> list[tuple[float, bool, int]]:
             return self._score([seqs[i] for i in chunk], [n_cont[i] for i in chunk])
 
-        for batch in plan:
-            indices = [todo[j] for j in batch]
+        for batch in length_sorted_batches([len(seqs[i]) for i in alone], batch_size):
+            indices = [alone[j] for j in batch]
             scored = [r for part in self._backoff.run(run, indices) for r in part]
             for i, result in zip(indices, scored, strict=True):
                 results[i] = result
+
+        def run_groups(chunk: list[int]) -> list[list[tuple[float, bool, int]]]:
+            return self._score_shared([groups[g] for g in chunk], seqs, n_cont)
+
+        for batch in _group_batches(groups, seqs, batch_size):
+            scored_groups = [g for part in self._backoff.run(run_groups, batch) for g in part]
+            for g, scored in zip(batch, scored_groups, strict=True):
+                for i, result in zip(groups[g].members, scored, strict=True):
+                    results[i] = result
         return results
+
+    def _forward(self, keep: list[int] | None = None, **inputs: Any) -> Any:
+        """The model's output, computing vocabulary logits only at positions ``keep`` when the
+        model accepts ``logits_to_keep`` (the output projection is a large share of the cost)."""
+        if keep is not None and self._keeps_logits:
+            import torch
+
+            index = torch.tensor(keep, dtype=torch.long, device=self.model.device)
+            return self.model(**inputs, logits_to_keep=index)
+        out = self.model(**inputs)
+        if keep is not None:
+            out.logits = out.logits[:, keep]
+        return out
+
+    @cached_property
+    def _keeps_logits(self) -> bool:
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def _spans(
+        self, logits: Any, rows: Sequence[tuple[list[int], int, int]]
+    ) -> list[tuple[float, bool, int]]:
+        """Per ``(targets, first logit column, n)``: the continuation's score from ``logits``."""
+        import torch
+
+        out: list[tuple[float, bool, int]] = []
+        for row, (targets, first, n) in enumerate(rows):
+            span = torch.log_softmax(logits[row, first : first + n].float(), dim=-1)
+            target = torch.tensor(targets, device=span.device)
+            logprob = span.gather(1, target[:, None]).sum().item()
+            greedy = bool((span.argmax(dim=-1) == target).all().item())
+            out.append((float(logprob), greedy, n))
+        return out
 
     def _score(self, seqs: list[list[int]], n_cont: list[int]) -> list[tuple[float, bool, int]]:
         import torch
 
         width = max(len(s) for s in seqs) - 1
-        pad = self.tokenizer.pad_token_id
-        pad_id = int(pad) if pad is not None else 0
-        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for row, seq in enumerate(seqs):
             ids[row, : len(seq) - 1] = torch.tensor(seq[:-1])
             mask[row, : len(seq) - 1] = 1
+        # Right padding puts each row's continuation at its own positions; the logits kept are
+        # their union, and each row reads its span through a column map.
+        wanted = sorted(
+            {
+                p
+                for seq, n in zip(seqs, n_cont, strict=True)
+                for p in range(len(seq) - 1 - n, len(seq) - 1)
+            }
+        )
+        column = {p: c for c, p in enumerate(wanted)}
         device = self.model.device
         with torch.inference_mode():
-            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            out: list[tuple[float, bool, int]] = []
-            for row, (seq, n) in enumerate(zip(seqs, n_cont, strict=True)):
-                end = len(seq) - 1
-                # Only the continuation positions get a log-softmax: the vocabulary is large.
-                span = torch.log_softmax(logits[row, end - n : end].float(), dim=-1)
-                target = torch.tensor(seq[-n:], device=span.device)
-                logprob = span.gather(1, target[:, None]).sum().item()
-                greedy = bool((span.argmax(dim=-1) == target).all().item())
-                out.append((float(logprob), greedy, n))
+            logits = self._forward(
+                wanted, input_ids=ids.to(device), attention_mask=mask.to(device)
+            ).logits
+            # Columns of one row's span are consecutive: its positions are, and so is the union.
+            rows = [
+                (seq[-n:], column[len(seq) - 1 - n], n) for seq, n in zip(seqs, n_cont, strict=True)
+            ]
+            return self._spans(logits, rows)
+
+    def _score_shared(
+        self, groups: Sequence[_Group], seqs: list[list[int]], n_cont: list[int]
+    ) -> list[list[tuple[float, bool, int]]]:
+        """Score every member of each group: the shared prefix once, then the members' rest."""
+        import torch
+
+        device = self.model.device
+        width = max(g.shared for g in groups)
+        ids = torch.full((len(groups), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(groups), width), dtype=torch.long)
+        for row, g in enumerate(groups):
+            ids[row, : g.shared] = torch.tensor(seqs[g.members[0]][: g.shared])
+            mask[row, : g.shared] = 1
+        members = [(row, i) for row, g in enumerate(groups) for i in g.members]
+        # Each member's input after the prefix: its own tokens up to (not including) the last.
+        rests = [seqs[i][groups[row].shared : -1] for row, i in members]
+        rest_width = max(len(r) for r in rests)
+        rest_ids = torch.full((len(members), rest_width), self._pad_id, dtype=torch.long)
+        rest_mask = torch.zeros((len(members), rest_width), dtype=torch.long)
+        positions = torch.zeros((len(members), rest_width), dtype=torch.long)
+        for j, ((row, _), rest) in enumerate(zip(members, rests, strict=True)):
+            rest_ids[j, : len(rest)] = torch.tensor(rest)
+            rest_mask[j, : len(rest)] = 1
+            # Real positions continue after the group's own prefix, not after the padded width.
+            positions[j] = groups[row].shared + torch.arange(rest_width)
+        wanted = sorted(
+            {
+                p
+                for (_, i), rest in zip(members, rests, strict=True)
+                for p in range(len(rest) - n_cont[i], len(rest))
+            }
+        )
+        column = {p: c for c, p in enumerate(wanted)}
+        owner = torch.tensor([row for row, _ in members], dtype=torch.long, device=device)
+        with torch.inference_mode():
+            prefix = self._forward(
+                [width - 1],
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                use_cache=True,
+            )
+            cache = prefix.past_key_values
+            cache.batch_select_indices(owner)
+            logits = self._forward(
+                wanted,
+                input_ids=rest_ids.to(device),
+                attention_mask=torch.cat([mask.to(device)[owner], rest_mask.to(device)], dim=1),
+                position_ids=positions.to(device),
+                past_key_values=cache,
+                use_cache=True,
+            ).logits
+            rows = [
+                (seqs[i][-n_cont[i] :], column[len(rest) - n_cont[i]], n_cont[i])
+                for (_, i), rest in zip(members, rests, strict=True)
+            ]
+            flat = self._spans(logits, rows)
+        out: list[list[tuple[float, bool, int]]] = []
+        pos = 0
+        for g in groups:
+            out.append(flat[pos : pos + len(g.members)])
+            pos += len(g.members)
         return out
+
+    @property
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad) if pad is not None else 0
 
     def score_choices(
         self, context: str, choices: Sequence[str], batch_size: int = 8
@@ -402,6 +537,71 @@ class CausalLM:
             for i, text in zip(batch, texts, strict=True):
                 out[i] = text
         return out
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Requests sharing their first ``shared`` tokens (all context), scored on one prefix pass."""
+
+    members: list[int]
+    shared: int
+
+
+def _shared_groups(
+    requests: Sequence[tuple[str, str]],
+    todo: Sequence[int],
+    seqs: Sequence[list[int]],
+    n_ctx: Sequence[int],
+    truncated: Sequence[bool],
+) -> tuple[list[_Group], list[int]]:
+    """Requests with one context string grouped (two or more, not truncated), and the rest.
+
+    The shared prefix is the members' common token prefix, cut so that every member keeps at
+    least its last context token for the second pass (that position predicts its first
+    continuation token).
+    """
+    by_context: dict[str, list[int]] = {}
+    for i in todo:
+        if not truncated[i]:
+            by_context.setdefault(requests[i][0], []).append(i)
+    groups: list[_Group] = []
+    grouped: set[int] = set()
+    for members in by_context.values():
+        if len(members) < 2:
+            continue
+        first = seqs[members[0]]
+        shared = min(n_ctx[i] for i in members) - 1
+        for i in members[1:]:
+            k = 0
+            limit = min(shared, len(seqs[i]))
+            while k < limit and seqs[i][k] == first[k]:
+                k += 1
+            shared = k
+        if shared < 1:
+            continue
+        groups.append(_Group(members, shared))
+        grouped.update(members)
+    return groups, [i for i in todo if i not in grouped]
+
+
+def _group_batches(
+    groups: Sequence[_Group], seqs: Sequence[list[int]], batch_size: int
+) -> list[list[int]]:
+    """Groups longest first, packed so that a batch holds at most ``batch_size`` requests (a
+    larger group goes alone). A pure function of its inputs, like every batch plan here."""
+    longest = [max(len(seqs[i]) for i in g.members) for g in groups]
+    order = sorted(range(len(groups)), key=lambda g: -longest[g])
+    batches: list[list[int]] = []
+    size = 0
+    for g in order:
+        n = len(groups[g].members)
+        if batches and size + n <= batch_size:
+            batches[-1].append(g)
+            size += n
+        else:
+            batches.append([g])
+            size = n
+    return batches
 
 
 def _cut(text: str, stops: Sequence[str]) -> str:
