@@ -18,6 +18,7 @@ from bench.errors import BenchError
 if TYPE_CHECKING:
     from bench.attacks.runner import AttackRunner
     from bench.attacks.specs import AttackConfig, SuiteSpec
+    from bench.prompt_runner import Adapter
     from bench.specs import ModelSpec
     from bench.tasks.examples import TaskData
 
@@ -106,10 +107,9 @@ def tasks_list(tasks_dir: TasksDirOption = None) -> None:
     width = max((len(n) for n in tasks), default=0)
     for name, item in sorted(tasks.items()):
         spec = item.spec
-        kind = "pair" if spec.is_pair else "text"
-        _echo(
-            f"{name:<{width}}  v{spec.version}  {spec.domain:<14} {kind}  {'/'.join(spec.labels)}"
-        )
+        inputs = "pair" if spec.is_pair else "text"
+        answers = "/".join(spec.labels) if spec.labels else spec.kind.replace("_", " ")
+        _echo(f"{name:<{width}}  v{spec.version}  {spec.domain:<14} {inputs}  {answers}")
 
 
 @tasks_app.command("show")
@@ -122,6 +122,7 @@ def tasks_show(
     import yaml
 
     from bench.tasks import get_task, load_task_data
+    from bench.tasks.examples import gold_answer
 
     item = get_task(name, tasks_dir or [])
     _echo(f"# {item.origin}")
@@ -132,7 +133,7 @@ def tasks_show(
         _echo(f"# splits: {sizes}; data hash {data.data_hash[:16]}")
         for ex in data.splits.get("test", [])[:examples]:
             text = " ||| ".join(ex.inputs)
-            _echo(f"[{item.spec.labels[ex.label]}] {text[:200]}")
+            _echo(f"[{gold_answer(item.spec, ex)}] {text[:200]}")
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -151,8 +152,14 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     return out
 
 
+# The built-in causal LM for prompting: SmolLM2-135M-Instruct from the pinned asset.
+DEFAULT_LM = "smollm2"
+DEFAULT_LM_NAME = "smollm2-135m-instruct"
+
+
 def parse_model(text: str, label_map: dict[str, str], trust_remote_code: bool) -> ModelSpec:
-    """``NAME=PATH``, a local folder, a hub id, or a built-in default model name."""
+    """``NAME=PATH``, a local folder, a hub id, or a built-in default model name (a trained
+    classifier, or ``smollm2`` for the default causal LM, converted on first use)."""
     from bench.specs import ModelSpec
 
     if "=" in text:
@@ -161,6 +168,10 @@ def parse_model(text: str, label_map: dict[str, str], trust_remote_code: bool) -
         name, path = "", text
     from bench import defaults
 
+    if path == DEFAULT_LM:
+        from bench.models.gguf import default_causal_lm
+
+        return ModelSpec(name=name or DEFAULT_LM_NAME, path=str(default_causal_lm()))
     if path in defaults.DEFAULT_MODELS:
         resolved = defaults.trained_model_dir(defaults.DEFAULT_MODELS[path])
         if resolved is None:
@@ -208,17 +219,41 @@ def run(
         int | None, typer.Option(help="With --suite: model queries allowed per example.")
     ] = None,
     masked_lm: MaskedLMOption = None,
+    shots: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--shots",
+            "-k",
+            help="Causal LMs: solved examples in the prompt (repeatable, e.g. -k 0 -k 3; "
+            "default: the task's).",
+        ),
+    ] = None,
+    template: Annotated[
+        list[int] | None,
+        typer.Option(help="Causal LMs: prompt template number, from 1 (repeatable; default all)."),
+    ] = None,
+    chat_template: Annotated[
+        bool, typer.Option(help="Causal LMs: wrap prompts in the model's chat template if any.")
+    ] = True,
+    zero_shot_nli: Annotated[
+        bool,
+        typer.Option(
+            help="Classifiers: answer each task zero-shot as NLI (a hypothesis per label) "
+            "instead of with the classifier's own labels."
+        ),
+    ] = False,
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate every --model on every --task (then attack them with each --suite); results go
-    to the store, tables to stdout."""
+    to the store, tables to stdout. Causal LMs (e.g. --model smollm2) are posed each task as a
+    prompt, at every --shots count and with every prompt template."""
     from pydantic import ValidationError
 
     from bench.report.leaderboard import render
     from bench.runner import Evaluator
-    from bench.specs import EvalConfig
+    from bench.specs import EvalConfig, PromptConfig
     from bench.store import ResultStore
     from bench.summary import result_rows
     from bench.tasks import get_task, load_task_data
@@ -234,14 +269,27 @@ def run(
             seed=seed,
             n_bootstrap=n_bootstrap,
         )
+        prompt_config = PromptConfig(
+            split=split,  # type: ignore[arg-type]
+            limit=limit,
+            seed=seed,
+            n_bootstrap=n_bootstrap,
+            dtype=dtype,  # type: ignore[arg-type]
+            chat_template=chat_template,
+            batch_size=batch_size,
+            device=device,
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise BenchError(f"--{first['loc'][0]}: {first['msg']}") from None
+    if shots and min(shots) < 0:
+        raise BenchError("--shots must be 0 or more")
     # Resolve everything before computing anything: a typo in the last task must not cost
     # the user an hour of evaluation first.
     registered = [get_task(t, tasks_dir or []) for t in task]
     lm = parse_label_map(label_map)
     models = [parse_model(m, lm, trust_remote_code) for m in model]
+    prompted, evaluated = _split_models(models, zero_shot_nli)
     suites = []
     if suite:
         from bench.attacks.suites import load_suite
@@ -251,7 +299,20 @@ def run(
             split, attack_limit or None, seed, query_budget, max_length, None, n_bootstrap
         )
     datas = [load_task_data(r.spec, r.base_dir) for r in registered]
+    for d in datas:
+        if evaluated:
+            d.spec.require_labels(f"evaluating classifier {evaluated[0].name}")
     with ResultStore(db) as store:
+        prompt_runner = None
+        plans = {}
+        if prompted:
+            from bench.prompt_runner import PromptRunner
+
+            prompt_runner = PromptRunner(store, prompt_config, progress=progress)
+            templates = [t - 1 for t in template] if template else None
+            for adapter in sorted({a for _, a in prompted}):
+                for d in datas:
+                    plans[adapter, d.data_hash] = prompt_runner.plan(d, shots, templates, adapter)
         runner = None
         if suites:
             from bench.attacks.runner import AttackRunner
@@ -268,15 +329,42 @@ def run(
                 for s in suites:
                     runner.plan(d, s)
         evaluator = Evaluator(store, config, progress=progress)
-        records = [evaluator.evaluate(d, m).record for m in models for d in datas]
+        records = [evaluator.evaluate(d, m).record for m in evaluated for d in datas]
+        if prompt_runner is not None:
+            for m, adapter in prompted:
+                for d in datas:
+                    _, summaries = prompt_runner.run(m, plans[adapter, d.data_hash])
+                    records += [o.record for o in summaries]
         if runner is not None:
-            _echo(_attack_all(runner, datas, models, suites))
+            _echo(_attack_all(runner, datas, evaluated, suites))
             records += [
                 r
                 for r in store.latest_complete(kinds=("suite",))
-                if (r.model, r.task) in {(m.name, d.spec.name) for m in models for d in datas}
+                if (r.model, r.task) in {(m.name, d.spec.name) for m in evaluated for d in datas}
             ]
         _echo(render(result_rows(store, records), "markdown"))
+
+
+def _split_models(
+    models: list[ModelSpec], zero_shot_nli: bool
+) -> tuple[list[tuple[ModelSpec, Adapter]], list[ModelSpec]]:
+    """(models posed prompts, with their adapter; classifiers evaluated with their labels).
+
+    A causal LM is prompted; a classifier is evaluated directly, or prompted through the NLI
+    adapter with ``--zero-shot-nli``. The kind comes from the model's config, not its name.
+    """
+    from bench.models.causal import is_causal_lm
+
+    prompted: list[tuple[ModelSpec, Adapter]] = []
+    evaluated: list[ModelSpec] = []
+    for m in models:
+        if is_causal_lm(m.path, m.revision, m.trust_remote_code):
+            prompted.append((m, "causal"))
+        elif zero_shot_nli:
+            prompted.append((m, "nli"))
+        else:
+            evaluated.append(m)
+    return prompted, evaluated
 
 
 # ------------------------------------------------------------------------------------------ attack
@@ -483,10 +571,18 @@ def leaderboard(
             help="Add a column per attack beside each suite's (always on for csv and json)."
         ),
     ] = False,
+    templates: Annotated[
+        bool,
+        typer.Option(
+            help="Add a column per prompt template beside each shot count's (always on for "
+            "csv and json)."
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Rows = models, columns = tasks (and task@suite: accuracy under attack); each cell with its
-    bootstrap 95% CI."""
+    """Rows = models, columns = tasks (task@suite: accuracy under attack; task@3shot: a causal
+    LM prompted with 3 solved examples, mean over templates); each cell with its bootstrap 95%
+    CI."""
     from bench.report.leaderboard import FORMATS, render
     from bench.report.leaderboard import plot as plot_rows
     from bench.store import ResultStore
@@ -497,9 +593,11 @@ def leaderboard(
     if db is not None and not db.exists():
         raise BenchError(f"results database {db} does not exist")
     with ResultStore(db) as store:
-        kinds = ["eval", "suite"]
+        kinds = ["eval", "suite", "prompt_set"]
         if attacks or fmt in ("csv", "json"):
             kinds.append("attack")
+        if templates or fmt in ("csv", "json"):
+            kinds.append("prompt")
         rows = result_rows(store, store.latest_complete(kinds=kinds), metric=metric)
     if not rows:
         raise BenchError("the results database holds no completed runs; run `bench run` first")

@@ -99,6 +99,7 @@ def training_pairs(
     index = {name: i for i, name in enumerate(labels)}
     pairs: list[tuple[tuple[str, ...], int]] = []
     for data in datas:
+        data.spec.require_labels("fine-tuning a classifier")
         unknown = set(data.spec.labels) - set(index)
         if unknown:
             raise BenchError(

@@ -226,6 +226,22 @@ def bootstrap_ci(
     return _percentile(bootstrap_distribution(batched, n, n_boot, seed), alpha)
 
 
+def mean_ci(
+    values: FloatArray, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float | None, float | None]:
+    """``(mean, CI low, CI high)`` of per-example values (e.g. 0/1 hits), percentile bootstrap;
+    no interval below two resamples, NaN for no values."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return float("nan"), None, None
+    value = float(values.mean())
+    if n_boot < 2:
+        return value, None, None
+    dist = bootstrap_distribution(lambda idx: values[idx].mean(axis=1), values.size, n_boot, seed)
+    low, high = np.percentile(dist, [2.5, 97.5])
+    return value, float(low), float(high)
+
+
 def _batched_confusion(codes: IntArray, idx: IntArray, k: int) -> IntArray:
     """(b, k, k) confusion counts of each resample, from codes = label * k + pred."""
     b = idx.shape[0]

@@ -101,6 +101,7 @@ class Evaluator:
         )
 
     def evaluate(self, task: TaskData, model: ModelSpec) -> EvalResult:
+        task.spec.require_labels("evaluating a classifier")
         key = self.key_for(task, model)
         existing = self.store.get_run(key)
         if existing is not None and existing.status == "complete":

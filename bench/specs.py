@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -134,7 +135,9 @@ class BigBenchSource(Spec):
     """
 
     type: Literal["bigbench"] = "bigbench"
-    task: str  # e.g. "epistemic_reasoning" or "multiemo/hotels_text_en"
+    # e.g. "epistemic_reasoning" or "multiemo/hotels_text_en"; a list concatenates tasks (a
+    # chosen subset of a task's subtasks, such as a few of arithmetic's).
+    task: str | list[str] = Field(min_length=1)
     input_pattern: str | None = None
 
     @field_validator("input_pattern")
@@ -264,7 +267,9 @@ class FewShotSpec(Spec):
 
 class PromptSpec(Spec):
     """How a causal LM is asked the task: templates (alternatives measure prompt sensitivity),
-    verbalised choices, delimiters and the few-shot block."""
+    verbalised choices, delimiters and the few-shot block; for generation tasks, how the answer
+    is read from the generated text; for zero-shot classification with an NLI model, the
+    hypothesis each label becomes."""
 
     # Each template renders one example's question from its input fields.
     templates: list[str] = Field(min_length=1)
@@ -275,6 +280,19 @@ class PromptSpec(Spec):
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
     fewshot: FewShotSpec = Field(default_factory=FewShotSpec)
+    # Generation tasks: the answer is the first match of this regular expression in the
+    # generated text (default: the whole text, stripped); it is compared with the target read
+    # the same way. Only Python's ``re`` syntax is interpreted.
+    answer_pattern: str | None = None
+    # Which match counts: the first (BIG-bench's rule) or the last (a chat model often restates
+    # the question, "63 + 23 = 86", before its answer).
+    answer_match: Literal["first", "last"] = "first"
+    max_new_tokens: int = Field(default=32, ge=1, le=1024)
+    # Generation stops before the first of these strings.
+    stop: list[str] = Field(default_factory=lambda: ["\n\n"])
+    # Zero-shot classification with an NLI model: the hypothesis for each label, ``{choice}``
+    # being the label's verbalised answer; the example's text is the premise.
+    hypothesis: str | None = None
 
     @field_validator("templates")
     @classmethod
@@ -283,20 +301,53 @@ class PromptSpec(Spec):
             template_fields(template)
         return value
 
+    @field_validator("answer_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(
+                    f"answer_pattern is not a valid regular expression: {exc}"
+                ) from exc
+        return value
+
+    @field_validator("hypothesis")
+    @classmethod
+    def _hypothesis(cls, value: str | None) -> str | None:
+        if value is not None and template_fields(value) != ["choice"]:
+            raise ValueError("hypothesis must use the field {choice} exactly once and no other")
+        return value
+
+
+TaskKind = Literal["classification", "multiple_choice", "generation"]
+
 
 class TaskSpec(Spec):
-    """A classification task: where its data comes from and how rows become labelled examples."""
+    """A task: where its data comes from and how rows become labelled examples.
+
+    ``kind`` says what an answer is. ``classification`` (the default): one of the task's
+    ``labels``; every model type can answer it. ``multiple_choice``: one of the example's own
+    options, read from ``choices_column`` (a list of strings, or a mapping option -> score such as
+    BIG-bench's ``target_scores``), the correct one being ``label_column``'s value.
+    ``generation``: free text, compared with ``label_column``'s value by exact match. The last
+    two are posed to causal LMs only.
+    """
 
     name: str
     version: str = "1"
     description: str = ""
     domain: str = "general"
     source: Source
+    kind: TaskKind = "classification"
     # One column (single text) or two (a pair such as premise/hypothesis), in model input order.
     inputs: list[str] = Field(min_length=1, max_length=2)
     label_column: str = "label"
+    # Multiple-choice tasks: the column holding each example's options.
+    choices_column: str | None = None
     # The task's classes; the index of a name is its class id everywhere downstream.
-    labels: list[str] = Field(min_length=2)
+    labels: list[str] = Field(default_factory=list)
     # Dataset label value (as a string) -> task label name; null drops the row. Empty: identity.
     label_map: dict[str, str | None] = Field(default_factory=dict)
     label_threshold: ThresholdLabels | None = None
@@ -315,6 +366,11 @@ class TaskSpec(Spec):
         prompt runs key on the prompt spec themselves."""
         data = self.model_dump(mode="json")
         data.pop("prompt")
+        # Fields added after results were stored enter the identity only when they say something,
+        # so a classification task keeps the hash it always had.
+        for added, default in (("kind", "classification"), ("choices_column", None)):
+            if data[added] == default:
+                data.pop(added)
         return canonical_json(data)
 
     @field_validator("name")
@@ -324,8 +380,16 @@ class TaskSpec(Spec):
             raise ValueError(f"task name {value!r} must be letters, digits, '_', '.', '-'")
         return value
 
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("kind", "classification") == "classification" and len(value) < 2:
+            raise ValueError("a classification task needs at least 2 labels")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
+        self._kind_fields()
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
         known = set(self.labels)
@@ -348,15 +412,56 @@ class TaskSpec(Spec):
                         f"of the task (inputs: {', '.join(self.inputs)})"
                     )
             choices = self.prompt.choices
+            if choices is not None and self.kind != "classification":
+                raise ValueError(
+                    f"prompt choices verbalise labels; a {self.kind} task has none (its answers "
+                    "come from the data)"
+                )
             if choices is not None and len(choices) != len(self.labels):
                 raise ValueError(
                     f"prompt choices give {len(choices)} answers for {len(self.labels)} labels"
                 )
+            if self.prompt.hypothesis is not None and self.kind != "classification":
+                raise ValueError("an NLI hypothesis needs a classification task")
         return self
+
+    def _kind_fields(self) -> None:
+        if self.kind == "classification":
+            if self.choices_column is not None:
+                raise ValueError("choices_column belongs to multiple_choice tasks")
+            return
+        extra = [
+            name
+            for name, value in (
+                ("labels", self.labels),
+                ("label_map", self.label_map),
+                ("label_threshold", self.label_threshold),
+                ("label_aliases", self.label_aliases),
+            )
+            if value
+        ]
+        if extra:
+            raise ValueError(
+                f"a {self.kind} task takes its answers from the data; remove {extra[0]}"
+            )
+        if (self.kind == "multiple_choice") != (self.choices_column is not None):
+            raise ValueError("a multiple_choice task needs choices_column, and only it does")
+        if self.prompt is None:
+            raise ValueError(f"a {self.kind} task is posed as a prompt; add a prompt section")
 
     @property
     def is_pair(self) -> bool:
         return len(self.inputs) == 2
+
+    def require_labels(self, what: str) -> None:
+        """Refuse ``what`` (a classifier's job) on a task whose answers are not fixed labels."""
+        if self.kind != "classification":
+            from bench.errors import SpecError
+
+            raise SpecError(
+                f"task {self.name!r} is a {self.kind.replace('_', '-')} task: {what} needs a "
+                "classification task; pose it to a causal LM instead (e.g. --model smollm2)"
+            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,6 +491,29 @@ class EvalConfig(Spec):
     seed: int = 0
     # Performance knobs: recorded with the run, excluded from its identity.
     batch_size: int = Field(default=32, gt=0)
+    device: str = "auto"
+
+    def identity(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"batch_size", "device"})
+
+
+class PromptConfig(Spec):
+    """How tasks are posed as prompts. Only fields that can change the answers enter the run
+    identity."""
+
+    split: Role = "test"
+    limit: int | None = Field(default=None, gt=0)
+    # Sampling of evaluated examples (--limit) and bootstrap CIs; few-shot draws have their own
+    # seed in the task's prompt spec.
+    seed: int = 0
+    n_bootstrap: int = Field(default=1000, ge=0)
+    # Tokens a model sees (left-truncated); default: the model's own limit.
+    max_length: int | None = Field(default=None, gt=0)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Wrap prompts in the model's chat template when it has one.
+    chat_template: bool = True
+    # Performance knobs: recorded with the run, excluded from its identity.
+    batch_size: int = Field(default=8, gt=0)
     device: str = "auto"
 
     def identity(self) -> dict[str, Any]:

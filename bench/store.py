@@ -85,6 +85,23 @@ CREATE TABLE IF NOT EXISTS attack_examples (
     words_total INTEGER NOT NULL,
     PRIMARY KEY (run_key, idx)
 );
+CREATE TABLE IF NOT EXISTS prompt_examples (
+    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    uid TEXT NOT NULL,
+    label INTEGER NOT NULL,
+    pred INTEGER NOT NULL,
+    pred_norm INTEGER NOT NULL,
+    scores TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    output TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    target TEXT NOT NULL,
+    correct INTEGER NOT NULL,
+    correct_norm INTEGER NOT NULL,
+    shots TEXT NOT NULL,
+    PRIMARY KEY (run_key, idx)
+);
 CREATE INDEX IF NOT EXISTS runs_by_model_task ON runs (model, task, status);
 """
 
@@ -153,6 +170,33 @@ class AttackRow:
     queries: int
     words_changed: int
     words_total: int
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One example posed to a language model: the exact prompt, what came back, and whether it
+    was right.
+
+    Multiple choice: ``scores`` are the answers' loglikelihoods, ``pred`` / ``pred_norm`` the
+    chosen answer by raw and by length-normalised loglikelihood, ``output`` the chosen answer's
+    text. Generation: ``output`` is the generated text, ``answer`` what was read from it,
+    ``target`` the reference, and ``pred`` / ``pred_norm`` are -1. NLI zero-shot: ``scores`` are
+    the entailment probabilities of each label's hypothesis.
+    """
+
+    idx: int
+    uid: str
+    label: int
+    pred: int
+    pred_norm: int
+    scores: Sequence[float]
+    prompt: str
+    output: str
+    answer: str
+    target: str
+    correct: bool
+    correct_norm: bool
+    shots: Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -411,6 +455,67 @@ class ResultStore:
 
     def attacked_indices(self, key: str) -> set[int]:
         rows = self._conn.execute("SELECT idx FROM attack_examples WHERE run_key=?", (key,))
+        return {r[0] for r in rows}
+
+    # -- prompted examples -----------------------------------------------------------------
+
+    def add_prompt_rows(self, key: str, rows: Sequence[PromptRow]) -> int:
+        """Write answered prompts in one transaction (existing rows are kept); the number new."""
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                """INSERT OR IGNORE INTO prompt_examples (run_key, idx, uid, label, pred,
+                pred_norm, scores, prompt, output, answer, target, correct, correct_norm, shots)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                [
+                    (
+                        key,
+                        r.idx,
+                        r.uid,
+                        r.label,
+                        r.pred,
+                        r.pred_norm,
+                        json.dumps([float(x) for x in r.scores]),
+                        r.prompt,
+                        r.output,
+                        r.answer,
+                        r.target,
+                        int(r.correct),
+                        int(r.correct_norm),
+                        json.dumps(list(r.shots)),
+                    )
+                    for r in rows
+                ],
+            )
+            return conn.total_changes - before
+
+    def prompt_rows(self, key: str) -> list[PromptRow]:
+        rows = self._conn.execute(
+            """SELECT idx, uid, label, pred, pred_norm, scores, prompt, output, answer, target,
+            correct, correct_norm, shots FROM prompt_examples WHERE run_key=? ORDER BY idx""",
+            (key,),
+        ).fetchall()
+        return [
+            PromptRow(
+                idx=r[0],
+                uid=r[1],
+                label=r[2],
+                pred=r[3],
+                pred_norm=r[4],
+                scores=json.loads(r[5]),
+                prompt=r[6],
+                output=r[7],
+                answer=r[8],
+                target=r[9],
+                correct=bool(r[10]),
+                correct_norm=bool(r[11]),
+                shots=json.loads(r[12]),
+            )
+            for r in rows
+        ]
+
+    def prompted_indices(self, key: str) -> set[int]:
+        rows = self._conn.execute("SELECT idx FROM prompt_examples WHERE run_key=?", (key,))
         return {r[0] for r in rows}
 
     # -- metrics ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Attack and suite runs become robustness columns beside a task's clean column: ``task@suite`` (an
 example counts as correct only if no attack of the suite broke it) and ``task@suite/attack``.
-For ``accuracy`` their cell is the accuracy under attack.
+For ``accuracy`` their cell is the accuracy under attack. Prompted runs become ``task@3shot``
+(the mean over prompt templates, with the spread across them) and ``task@3shot/t1`` per template.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from bench.report.leaderboard import ResultRow
 from bench.store import ResultStore, RunRecord
 
 ROBUSTNESS_KINDS = ("attack", "suite")
+# Prompted runs: one per template (``task@3shot/t2``) and their summary (``task@3shot``).
+PROMPT_KINDS = ("prompt", "prompt_set")
 # The figure a robustness column shows for a requested metric.
 _UNDER_ATTACK = {"accuracy": "accuracy_under_attack"}
 
@@ -41,8 +44,17 @@ def result_rows(
                 n=rec.n_examples,
                 majority=majority.value if majority is not None else None,
                 run_key=rec.run_key,
-                column=f"{rec.task}@{rec.config['column']}" if robustness else None,
-                profile=rec.config.get("profile_hash") if robustness else None,
+                column=(
+                    f"{rec.task}@{rec.config['column']}"
+                    if robustness or rec.kind in PROMPT_KINDS
+                    else None
+                ),
+                profile=(
+                    rec.config.get("profile_hash" if robustness else "prompt_hash")
+                    if robustness or rec.kind == "prompt"
+                    else None
+                ),
+                spread=metrics["spread"].value if "spread" in metrics else None,
             )
         )
     return rows

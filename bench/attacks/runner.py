@@ -121,6 +121,7 @@ class AttackRunner:
         Computed once per (task data, suite): profiles hash their resources, and a local
         masked-LM folder is read whole to hash it.
         """
+        task.spec.require_labels("an attack")
         key = (task.data_hash, suite.canonical())
         if key not in self._plans:
             self._plans[key] = self._plan(task, suite)
@@ -479,19 +480,9 @@ def _majority(labels: Sequence[int], k: int) -> float:
 def _proportion(
     name: str, hits: np.ndarray, config: AttackConfig
 ) -> tuple[str, float, float | None, float | None]:
-    from bench.metrics import bootstrap_distribution
+    from bench.metrics import mean_ci
 
-    if len(hits) == 0:
-        return name, float("nan"), None, None
-    values = hits.astype(np.float64)
-    value = float(values.mean())
-    if config.n_bootstrap < 2:
-        return name, value, None, None
-    dist = bootstrap_distribution(
-        lambda idx: values[idx].mean(axis=1), len(values), config.n_bootstrap, config.seed
-    )
-    low, high = np.percentile(dist, [2.5, 97.5])
-    return name, value, float(low), float(high)
+    return (name, *mean_ci(hits, config.n_bootstrap, config.seed))
 
 
 def attack_metrics(

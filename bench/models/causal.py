@@ -46,6 +46,8 @@ from bench.models.identity import local_model_dir
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from bench.specs import ModelSpec
+
 log = logging.getLogger(__name__)
 
 _DEFAULT_MAX_LENGTH = 2048
@@ -78,6 +80,35 @@ def _check_causal(config: Any, path: str) -> None:
             )
     elif getattr(config, "is_encoder_decoder", False):
         raise ModelError(f"model {path} is not a causal language model: it is encoder-decoder")
+
+
+def is_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool = False) -> bool:
+    """Whether the model at ``path`` is a next-token predictor, from its config alone (no
+    weights are read); decides which adapter a model given on the command line gets."""
+    folder = local_model_dir(path)
+    if folder is not None and not (folder / "config.json").is_file():
+        raise ModelError(f"model folder {path} has no config.json")
+    import transformers
+    from transformers import AutoConfig
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        config = AutoConfig.from_pretrained(
+            str(folder) if folder is not None else path,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            local_files_only=folder is not None or _offline(),
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise load_error(path, folder, exc, "a model") from exc
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    try:
+        _check_causal(config, path)
+    except ModelError:
+        return False
+    return bool(getattr(config, "architectures", None))
 
 
 class CausalLM:
@@ -183,6 +214,25 @@ class CausalLM:
             raise ModelError(message) from exc
         model = model.to(device=resolved_device)
         return cls(model, tokenizer, path=path, max_length=max_length)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_length: int | None = None,
+    ) -> CausalLM:
+        """:meth:`load` with the path, revision and trust settings a model spec records."""
+        return cls.load(
+            spec.path,
+            revision=spec.revision,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=spec.trust_remote_code,
+            use_safetensors=spec.use_safetensors,
+            max_length=max_length,
+        )
 
     @staticmethod
     def _load_error(path: str, folder: Path | None, exc: BaseException) -> ModelError:

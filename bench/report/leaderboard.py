@@ -30,6 +30,8 @@ MISSING = "—"
 DAGGER = "†"
 MAJORITY_ROW = "majority-class baseline"
 DAGGER_NOTE = "CI includes the majority-class rate"
+SPREAD = "range "
+SPREAD_NOTE = "range: max - min of the score across prompt templates (prompt sensitivity)"
 # Metrics where a smaller value ranks higher.
 LOWER_IS_BETTER = frozenset({"ece", "brier"})
 LONG_COLUMNS = (
@@ -44,6 +46,7 @@ LONG_COLUMNS = (
     "majority",
     "run_key",
     "profile",
+    "spread",
 )
 
 
@@ -61,8 +64,11 @@ class ResultRow:
     majority: float | None = None
     run_key: str = ""
     column: str | None = None
-    # Short hash of an attack's constraint profile (or of a suite's attack profiles).
+    # Short hash of an attack's constraint profile (or of a suite's attack profiles), or of the
+    # prompt format of one prompted run.
     profile: str | None = None
+    # Range (max - min) of the score across prompt templates, for a prompted column.
+    spread: float | None = None
 
     @property
     def label(self) -> str:
@@ -143,13 +149,17 @@ def majority_rates(
 
 
 def format_cell(row: ResultRow | None) -> str:
-    """``"0.812 [0.790, 0.833]"`` (3 decimals), a dagger if the CI includes the majority rate."""
+    """``"0.812 [0.790, 0.833]"`` (3 decimals), a dagger if the CI includes the majority rate,
+    then ``"range 0.031"`` for a prompted column's spread across templates."""
     if row is None:
         return MISSING
     text = f"{row.value:.3f}"
     if row.low is not None and row.high is not None:
         text += f" [{row.low:.3f}, {row.high:.3f}]"
-    return text + (DAGGER if row.ci_includes_majority else "")
+    text += DAGGER if row.ci_includes_majority else ""
+    if row.spread is not None:
+        text += f" {SPREAD}{row.spread:.3f}"
+    return text
 
 
 def leaderboard_cells(rows: Sequence[ResultRow], metric: str = "accuracy") -> pd.DataFrame:
@@ -179,6 +189,8 @@ def _footnote(rows: Sequence[ResultRow], metric: str) -> str:
     note = f"Cells: {metric} [CI low, CI high]; {MISSING}: not evaluated."
     if any(r.ci_includes_majority for r in rows):
         note += f" {DAGGER} {DAGGER_NOTE}."
+    if any(r.spread is not None for r in rows):
+        note += f" {SPREAD_NOTE}."
     return note
 
 

@@ -59,6 +59,8 @@ def _label_name(spec: TaskSpec, row: dict[str, Any]) -> str | None:
 def _check_columns(spec: TaskSpec, rows: list[dict[str, Any]], where: str) -> None:
     needed = list(spec.inputs)
     needed.append(spec.label_threshold.column if spec.label_threshold else spec.label_column)
+    if spec.choices_column is not None:
+        needed.append(spec.choices_column)
     columns = set(rows[0])
     missing = [c for c in needed if c not in columns]
     if missing:
@@ -77,19 +79,55 @@ def _group_value(row: dict[str, Any], path: str, task: str) -> str:
     return canonical_json(value)
 
 
-def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], str, str]]:
-    """(inputs, label name, split key) per usable row."""
+def _choices(spec: TaskSpec, row: dict[str, Any]) -> tuple[str, ...]:
+    """A multiple-choice row's options, in file order: a list, or a mapping's keys."""
+    assert spec.choices_column is not None
+    raw = row.get(spec.choices_column)
+    if isinstance(raw, dict):
+        options = tuple(str(k) for k in raw)
+    elif isinstance(raw, list) and all(isinstance(v, (str, int, float)) for v in raw):
+        options = tuple(str(v) for v in raw)
+    else:
+        raise DataError(
+            f"task {spec.name!r}: column {spec.choices_column!r} must hold a list of options or "
+            f"a mapping option -> score, got {type(raw).__name__}"
+        )
+    if len(options) < 2 or len(set(options)) != len(options):
+        raise DataError(
+            f"task {spec.name!r}: an example has {len(options)} options in "
+            f"{spec.choices_column!r} ({', '.join(options)[:80]}); it needs 2 or more, all distinct"
+        )
+    return options
+
+
+Row = tuple[tuple[str, ...], str, str, tuple[str, ...]]
+
+
+def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[Row]:
+    """(inputs, label name or target, split key, options) per usable row."""
     out = []
     group_by = spec.splits.group_by
     for row in rows:
-        label = _label_name(spec, row)
+        if spec.kind == "classification":
+            label = _label_name(spec, row)
+        else:
+            raw = row.get(spec.label_column)
+            label = None if raw is None else str(raw)
         values = [row.get(col) for col in spec.inputs]
         # Rows without text cannot be classified; they are dropped, not guessed.
         if label is None or any(v is None or str(v).strip() == "" for v in values):
             continue
+        choices: tuple[str, ...] = ()
+        if spec.kind == "multiple_choice":
+            choices = _choices(spec, row)
+            if label not in choices:
+                raise DataError(
+                    f"task {spec.name!r}: the answer {label!r} is not one of the example's "
+                    f"options ({', '.join(choices)[:80]})"
+                )
         inputs = tuple(str(v) for v in values)
         key = _group_value(row, group_by, spec.name) if group_by else canonical_json(list(inputs))
-        out.append((inputs, label, key))
+        out.append((inputs, label, key, choices))
     return out
 
 
@@ -110,14 +148,21 @@ def _assign(plan: SplitPlan, split_key: str) -> Role:
     return chosen
 
 
-def _examples(
-    spec: TaskSpec, pairs: list[tuple[tuple[str, ...], str]], role: Role
-) -> list[Example]:
-    label_ids = {name: i for i, name in enumerate(spec.labels)}
-    every = [
-        Example(idx=i, uid=example_uid(inputs, label), inputs=inputs, label=label_ids[label])
-        for i, (inputs, label) in enumerate(pairs)
-    ]
+Labelled = tuple[tuple[str, ...], str, tuple[str, ...]]
+
+
+def _example(spec: TaskSpec, idx: int, item: Labelled) -> Example:
+    inputs, label, choices = item
+    uid = example_uid(inputs, label, choices)
+    if spec.kind == "multiple_choice":
+        return Example(idx, uid, inputs, choices.index(label), choices=choices)
+    if spec.kind == "generation":
+        return Example(idx, uid, inputs, -1, target=label)
+    return Example(idx, uid, inputs, spec.labels.index(label))
+
+
+def _examples(spec: TaskSpec, pairs: list[Labelled], role: Role) -> list[Example]:
+    every = [_example(spec, i, item) for i, item in enumerate(pairs)]
     kept = sample_examples(every, spec.splits.limits.get(role), spec.splits.seed)
     # Positions are renumbered after the cap: idx is the example's place in the split as used.
     return [replace(ex, idx=pos) for pos, ex in enumerate(kept)]
@@ -127,17 +172,17 @@ def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> Tas
     """Turn raw rows (keyed by role, or by "all" for one pool) into a ``TaskData``."""
     if not any(raw.values()):
         raise DataError(f"task {spec.name!r}: the data source gave no rows")
-    by_role: dict[Role, list[tuple[tuple[str, ...], str]]] = {}
+    by_role: dict[Role, list[Labelled]] = {}
     for key, rows in raw.items():
         if rows:
             _check_columns(spec, rows, f"the {key!r} data")
-        triples = _to_pairs(spec, rows)
+        usable = _to_pairs(spec, rows)
         if key == "all":
-            for inputs, label, split_key in triples:
+            for inputs, label, split_key, choices in usable:
                 role = _assign(spec.splits, split_key)
-                by_role.setdefault(role, []).append((inputs, label))
+                by_role.setdefault(role, []).append((inputs, label, choices))
         elif key in ROLES:
-            by_role.setdefault(key, []).extend((inputs, label) for inputs, label, _ in triples)
+            by_role.setdefault(key, []).extend((i, lab, c) for i, lab, _, c in usable)
         else:
             raise DataError(f"task {spec.name!r}: unknown split role {key!r}")
     if not any(by_role.values()):

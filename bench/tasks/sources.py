@@ -225,6 +225,17 @@ def read_bigbench(source: BigBenchSource, task_dir: Path | None = None) -> Rows:
     ``target_scores``/``target`` and any other example fields, plus one column per named group
     of ``input_pattern`` (whitespace-stripped). Subtask rows also carry ``subtask``.
     """
+    if isinstance(source.task, list):
+        if task_dir is not None:
+            raise ValueError("task_dir reads one task; a list of tasks reads the asset")
+        rows = []
+        for task in source.task:
+            part = read_bigbench(BigBenchSource(task=task, input_pattern=source.input_pattern))
+            for row in part:
+                # Every row says where it came from, as a parent task's subtask rows do.
+                row.setdefault("subtask", task)
+            rows.extend(part)
+        return rows
     folder = bigbench_task_dir(source.task) if task_dir is None else task_dir
     rows = _bigbench_rows(folder, subtask=None)
     if not rows:
