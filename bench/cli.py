@@ -235,13 +235,14 @@ def run(
     chat_template: Annotated[
         bool, typer.Option(help="Causal LMs: wrap prompts in the model's chat template if any.")
     ] = True,
-    zero_shot_nli: Annotated[
-        bool,
+    adapter: Annotated[
+        str,
         typer.Option(
-            help="Classifiers: answer each task zero-shot as NLI (a hypothesis per label) "
-            "instead of with the classifier's own labels."
+            help="How models answer: auto (causal LMs are prompted, classifiers use their "
+            "labels), causal, classifier, or nli (an NLI classifier answers zero-shot, one "
+            "hypothesis per label)."
         ),
-    ] = False,
+    ] = "auto",
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -289,7 +290,7 @@ def run(
     registered = [get_task(t, tasks_dir or []) for t in task]
     lm = parse_label_map(label_map)
     models = [parse_model(m, lm, trust_remote_code) for m in model]
-    prompted, evaluated = _split_models(models, zero_shot_nli)
+    prompted, evaluated = _split_models(models, adapter)
     suites = []
     if suite:
         from bench.attacks.suites import load_suite
@@ -345,23 +346,33 @@ def run(
         _echo(render(result_rows(store, records), "markdown"))
 
 
+ADAPTERS = ("auto", "causal", "classifier", "nli")
+
+
 def _split_models(
-    models: list[ModelSpec], zero_shot_nli: bool
+    models: list[ModelSpec], adapter: str
 ) -> tuple[list[tuple[ModelSpec, Adapter]], list[ModelSpec]]:
     """(models posed prompts, with their adapter; classifiers evaluated with their labels).
 
-    A causal LM is prompted; a classifier is evaluated directly, or prompted through the NLI
-    adapter with ``--zero-shot-nli``. The kind comes from the model's config, not its name.
+    ``auto`` reads each model's config: a causal LM is prompted, anything else is evaluated as a
+    classifier. ``causal`` refuses a model that is not one before any weights are read.
     """
-    from bench.models.causal import is_causal_lm
+    from bench.models.causal import is_causal_lm, require_causal_lm
 
+    if adapter not in ADAPTERS:
+        raise BenchError(f"unknown --adapter {adapter!r} (choose from {', '.join(ADAPTERS)})")
     prompted: list[tuple[ModelSpec, Adapter]] = []
     evaluated: list[ModelSpec] = []
     for m in models:
-        if is_causal_lm(m.path, m.revision, m.trust_remote_code):
+        if adapter == "causal":
+            require_causal_lm(m.path, m.revision, m.trust_remote_code)
             prompted.append((m, "causal"))
-        elif zero_shot_nli:
+        elif adapter == "nli":
             prompted.append((m, "nli"))
+        elif adapter == "classifier":
+            evaluated.append(m)
+        elif is_causal_lm(m.path, m.revision, m.trust_remote_code):
+            prompted.append((m, "causal"))
         else:
             evaluated.append(m)
     return prompted, evaluated

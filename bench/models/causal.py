@@ -82,9 +82,7 @@ def _check_causal(config: Any, path: str) -> None:
         raise ModelError(f"model {path} is not a causal language model: it is encoder-decoder")
 
 
-def is_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool = False) -> bool:
-    """Whether the model at ``path`` is a next-token predictor, from its config alone (no
-    weights are read); decides which adapter a model given on the command line gets."""
+def _read_config(path: str, revision: str | None, trust_remote_code: bool) -> Any:
     folder = local_model_dir(path)
     if folder is not None and not (folder / "config.json").is_file():
         raise ModelError(f"model folder {path} has no config.json")
@@ -94,7 +92,7 @@ def is_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     try:
-        config = AutoConfig.from_pretrained(
+        return AutoConfig.from_pretrained(
             str(folder) if folder is not None else path,
             revision=revision,
             trust_remote_code=trust_remote_code,
@@ -104,11 +102,24 @@ def is_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool
         raise load_error(path, folder, exc, "a model") from exc
     finally:
         transformers.logging.set_verbosity(verbosity)
+
+
+def is_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool = False) -> bool:
+    """Whether the model at ``path`` is a next-token predictor, from its config alone (no
+    weights are read); decides which adapter a model given on the command line gets."""
+    config = _read_config(path, revision, trust_remote_code)
     try:
         _check_causal(config, path)
     except ModelError:
         return False
     return bool(getattr(config, "architectures", None))
+
+
+def require_causal_lm(
+    path: str, revision: str | None = None, trust_remote_code: bool = False
+) -> None:
+    """Refuse, before any weights are read, a model that is not a causal language model."""
+    _check_causal(_read_config(path, revision, trust_remote_code), path)
 
 
 class CausalLM:

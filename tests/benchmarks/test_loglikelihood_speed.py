@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_causal import build_tiny_llama
+from lm_helpers import build_tiny_llama
 
 BATCH = 8
 TOLERANCE = 1e-3
