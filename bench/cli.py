@@ -549,6 +549,24 @@ def finetune(
     max_train: Annotated[
         int | None, typer.Option(help="Cap training examples per task (seeded sample).")
     ] = None,
+    early_stopping: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PATIENCE",
+            help="Stop once dev accuracy has not improved for PATIENCE epochs and keep the best "
+            "epoch's weights (every task needs a dev split).",
+        ),
+    ] = None,
+    lora_r: Annotated[
+        int | None,
+        typer.Option(
+            metavar="R",
+            help="Train rank-R LoRA adapters on the attention projections (and the new head) "
+            "instead of every weight; merged before saving. Needs peft (the 'lora' extra).",
+        ),
+    ] = None,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA scaling alpha (with --lora-r).")] = 16,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout (with --lora-r).")] = 0.1,
     tasks_dir: TasksDirOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -556,8 +574,19 @@ def finetune(
     from bench.defaults import finetune_on_tasks
     from bench.finetune import FinetuneConfig
 
+    if lora_r is None and (lora_alpha != 16 or lora_dropout != 0.1):
+        # Otherwise they would be ignored and the run would quietly train every weight.
+        raise BenchError("--lora-alpha and --lora-dropout need --lora-r")
     config = FinetuneConfig(
-        epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        seed=seed,
+        early_stopping_patience=early_stopping,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
     )
     result = finetune_on_tasks(
         task, base, out, config, max_train, tasks_dir=tasks_dir or [], progress=progress
@@ -589,12 +618,20 @@ def leaderboard(
             "csv and json)."
         ),
     ] = False,
+    group_seeds: Annotated[
+        bool,
+        typer.Option(
+            help="Fold models named NAME#s<seed> (as bench transfer trains them) into one row: "
+            "mean ± sd across seeds."
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Rows = models, columns = tasks (task@suite: accuracy under attack; task@3shot: a causal
     LM prompted with 3 solved examples, mean over templates); each cell with its bootstrap 95%
     CI."""
     from bench.report.leaderboard import FORMATS, render
+    from bench.report.leaderboard import group_seeds as group_seeds_rows
     from bench.report.leaderboard import plot as plot_rows
     from bench.store import ResultStore
     from bench.summary import result_rows
@@ -610,6 +647,8 @@ def leaderboard(
         if templates or fmt in ("csv", "json"):
             kinds.append("prompt")
         rows = result_rows(store, store.latest_complete(kinds=kinds), metric=metric)
+    if group_seeds:
+        rows = group_seeds_rows(rows)
     if not rows:
         raise BenchError("the results database holds no completed runs; run `bench run` first")
     text = render(rows, fmt, metric=metric)  # type: ignore[arg-type]
@@ -621,6 +660,107 @@ def leaderboard(
         _echo(text)
     if plot is not None:
         _echo(str(plot_rows(rows, plot, metric=metric)))
+
+
+# ---------------------------------------------------------------------------------------- transfer
+
+
+def _task_list(values: list[str] | None) -> list[str] | None:
+    """``--train-tasks a,b --train-tasks c`` -> [a, b, c]."""
+    if not values:
+        return None
+    return [t.strip() for v in values for t in v.split(",") if t.strip()]
+
+
+@app.command("transfer")
+def transfer(
+    suite: Annotated[
+        str | None,
+        typer.Option(help="Built-in transfer suite (tasks/transfer/) or YAML path."),
+    ] = None,
+    train_tasks: Annotated[
+        list[str] | None, typer.Option(help="Training tasks, comma-separated (repeatable).")
+    ] = None,
+    test_tasks: Annotated[
+        list[str] | None,
+        typer.Option(help="Test tasks, comma-separated (default: the training tasks)."),
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="Base encoder: hub id, local folder or 'minilm'.")
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Fine-tuning seeds 0..N-1 (one model per task and seed).")
+    ] = None,
+    max_train: Annotated[
+        int | None, typer.Option(help="Training examples per task (seeded sample).")
+    ] = None,
+    eval_limit: Annotated[
+        int | None, typer.Option(help="Test examples per task (seeded sample).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float | None, typer.Option()] = None,
+    max_length: Annotated[int | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    early_stopping: Annotated[
+        int | None, typer.Option(help="Stop after N epochs without a better dev accuracy.")
+    ] = None,
+    lora_r: Annotated[
+        int | None, typer.Option(help="Train LoRA adapters of this rank (needs peft).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report folder (default: reports/transfer/<suite name>)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Fine-tune one model per (training task, seed), test each on every test task, and report
+    the transfer matrix, the in-domain vs out-of-domain gaps and the spread across seeds."""
+    from bench.report.transfer import render_markdown, write_transfer_report
+    from bench.specs import parse_spec
+    from bench.store import ResultStore
+    from bench.transfer import TransferSpec, load_transfer_suite, run_transfer
+
+    data: dict[str, object] = {}
+    if suite is not None:
+        data = load_transfer_suite(suite).model_dump(mode="json")
+    elif not train_tasks:
+        raise BenchError("name a --suite or give --train-tasks (and optionally --test-tasks)")
+    trains, tests = _task_list(train_tasks), _task_list(test_tasks)
+    if trains:
+        data["train_tasks"] = trains
+        data.setdefault("name", "-".join(trains))
+    if tests:
+        data["test_tasks"] = tests
+    elif trains:
+        data["test_tasks"] = trains
+    overrides = {"base": base, "max_train": max_train, "eval_limit": eval_limit}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if seeds is not None:
+        data["seeds"] = list(range(seeds)) if seeds > 0 else []
+    recipe = dict(data.get("recipe") or {})  # type: ignore[call-overload]
+    recipe_overrides = {
+        "epochs": epochs,
+        "lr": lr,
+        "max_length": max_length,
+        "batch_size": batch_size,
+        "early_stopping_patience": early_stopping,
+        "lora_r": lora_r,
+    }
+    recipe.update({k: v for k, v in recipe_overrides.items() if v is not None})
+    data["recipe"] = recipe
+    spec = parse_spec(TransferSpec, data, "transfer", "a transfer suite")
+    with ResultStore(db) as store:
+        result = run_transfer(spec, store, tasks_dir or [], progress=progress, device=device)
+    folder = out if out is not None else Path("reports") / "transfer" / spec.name
+    written = write_transfer_report(result, folder)
+    _echo(render_markdown(result))
+    _echo(
+        f"{result.trained} model(s) trained, {result.evaluated} evaluation(s) computed, "
+        f"{result.seconds:.1f} s; wrote {', '.join(str(p) for p in written)}"
+    )
 
 
 # ----------------------------------------------------------------------------------------- default

@@ -112,6 +112,15 @@ def training_pairs(
     return pairs
 
 
+def _require_dev_splits(datas: Sequence[TaskData]) -> None:
+    # Early stopping on a dev set drawn from only some of the tasks would silently favour those.
+    missing = [d.spec.name for d in datas if not d.splits.get("dev")]
+    if len(missing) == 1:
+        raise BenchError(f"early stopping needs a dev split, and task {missing[0]!r} has none")
+    if missing:
+        raise BenchError(f"early stopping needs a dev split, and tasks {missing} have none")
+
+
 def train_on(
     datas: Sequence[TaskData],
     labels: Sequence[str],
@@ -121,9 +130,12 @@ def train_on(
     max_train: int | None,
     progress: bool = True,
 ) -> Path:
-    """Fine-tune on the train split of ``datas``; their dev splits give the reported dev score."""
+    """Fine-tune on the train split of ``datas``; their dev splits (up to 1,000 examples each)
+    give the dev accuracy per epoch, which early stopping, when configured, stops on."""
     from bench.finetune import finetune
 
+    if config.early_stopping_patience is not None:
+        _require_dev_splits(datas)
     train = training_pairs(datas, labels, max_train, config.seed)
     if not train:
         raise BenchError(f"tasks {[d.spec.name for d in datas]} have no training examples")

@@ -1,8 +1,10 @@
 """Minimal, fully seeded fine-tuning of a sequence classifier (plain torch loop, no Trainer).
 
 Enough to turn a base encoder into a task model the benchmark can evaluate: AdamW with linear
-warmup and decay, dynamic padding, seeded shuffling. The output folder appears atomically, so a
-killed run never leaves a folder that looks like a finished model.
+warmup and decay, dynamic padding, seeded shuffling, optional early stopping on dev accuracy and
+optional LoRA adapters (merged before saving, so every output is a plain classifier folder). The
+output folder appears atomically, so a killed run never leaves a folder that looks like a finished
+model.
 """
 
 from __future__ import annotations
@@ -40,6 +42,39 @@ class FinetuneConfig:
     seed: int = 0
     max_train_examples: int | None = None
     max_grad_norm: float = 1.0
+    # Stop once dev accuracy has not improved for this many epochs and keep the best epoch's
+    # weights. The learning-rate schedule still spans ``epochs``, so stopping never reshapes it.
+    early_stopping_patience: int | None = None
+    # LoRA rank; None trains every weight. Adapters are merged before saving.
+    lora_r: int | None = None
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ``ModelError`` for the first value fine-tuning cannot use."""
+        problems = [
+            (self.epochs < 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size < 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (
+                self.early_stopping_patience is not None and self.early_stopping_patience < 1,
+                f"early-stopping patience must be >= 1 epoch, got {self.early_stopping_patience}",
+            ),
+            (
+                self.lora_r is not None and self.lora_r < 1,
+                f"LoRA rank (lora_r) must be >= 1, got {self.lora_r}",
+            ),
+            (self.lora_alpha < 1, f"LoRA alpha must be >= 1, got {self.lora_alpha}"),
+            (
+                not 0 <= self.lora_dropout < 1,
+                f"LoRA dropout must be in [0, 1), got {self.lora_dropout}",
+            ),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ModelError(f"bad fine-tuning config: {message}")
 
 
 @dataclass
@@ -50,8 +85,24 @@ class FinetuneResult:
     train_time_s: float
     examples_per_s: float
     epoch_losses: list[float] = field(default_factory=list)
+    # The saved model's dev accuracy: the best epoch's under early stopping, else the last one's.
     dev_accuracy: float | None = None
     card: dict[str, Any] = field(default_factory=dict)
+    dev_curve: list[float] | None = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    epochs_run: int = 0
+    lora: dict[str, Any] | None = None
+
+
+@dataclass
+class _Outcome:
+    steps: int
+    epoch_losses: list[float]
+    train_time_s: float
+    dev_curve: list[float]
+    best_epoch: int | None
+    stopped_early: bool
 
 
 def _encode(
@@ -146,7 +197,9 @@ def _progress(enabled: bool) -> Any:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>7.1f} ex/s  loss {task.fields[loss]:.4f}"),
+        TextColumn(
+            "{task.fields[rate]:>7.1f} ex/s  loss {task.fields[loss]:.4f}{task.fields[dev]}"
+        ),
         TimeElapsedColumn(),
         console=Console(stderr=True),
         disable=not enabled,
@@ -156,7 +209,9 @@ def _progress(enabled: bool) -> Any:
 
 def _load_base(
     base: str, labels: list[str], device: str
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[str]]:
+    """The model with a fresh head, its tokenizer, and the names of the parameters the base did
+    not provide (newly initialised)."""
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -170,7 +225,7 @@ def _load_base(
     # A base model's head is *meant* to be newly initialised; the library warns loudly about it.
     transformers.logging.set_verbosity_error()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             source,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
@@ -178,6 +233,7 @@ def _load_base(
             use_safetensors=True,
             ignore_mismatched_sizes=True,
             local_files_only=local_only,
+            output_loading_info=True,
         )
         tokenizer = AutoTokenizer.from_pretrained(
             source, use_fast=True, local_files_only=local_only
@@ -187,7 +243,95 @@ def _load_base(
         raise ModelError(f"cannot load base model {base!r} for fine-tuning: {first}") from exc
     finally:
         transformers.logging.set_verbosity(verbosity)
-    return model.to(device), tokenizer
+    # Older transformers list mismatched keys as (name, checkpoint shape, model shape).
+    mismatched = [k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", [])]
+    fresh = sorted({*info.get("missing_keys", []), *mismatched})
+    return model.to(device), tokenizer, fresh
+
+
+# Attention projection names by architecture family, tried in order: (query, value) as in the LoRA
+# paper. BERT, RoBERTa, ELECTRA, XLM-R (and so MiniLM); BART, T5-style and decoder LMs; DistilBERT;
+# DeBERTa-v2; T5; GPT-2's fused projection.
+_ATTENTION_NAMES: tuple[tuple[str, ...], ...] = (
+    ("query", "value"),
+    ("q_proj", "v_proj"),
+    ("q_lin", "v_lin"),
+    ("query_proj", "value_proj"),
+    ("q", "v"),
+    ("c_attn",),
+)
+
+
+def _lora_targets(model: torch.nn.Module) -> list[str]:
+    """The attention projections to adapt: the first family whose names all name linear layers."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    linear = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear | Conv1D)
+    }
+    for names in _ATTENTION_NAMES:
+        if set(names) <= linear:
+            return list(names)
+    kind = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+    tried = ", ".join("/".join(names) for names in _ATTENTION_NAMES)
+    raise ModelError(
+        f"LoRA: no attention projections found in {kind!r} models (looked for linear layers "
+        f"named {tried}); fine-tune without LoRA"
+    )
+
+
+def _head_modules(model: torch.nn.Module, fresh: Sequence[str]) -> list[str]:
+    """Modules to train in full next to the adapters: the classifier, and whatever else the base
+    did not provide (a frozen random layer, such as a missing pooler, would only add noise)."""
+    owners = {name.rsplit(".", 1)[0] for name in fresh if "." in name}
+    owners |= {name for name in ("classifier", "score") if hasattr(model, name)}
+    # A module inside another one already trained in full would be wrapped twice.
+    return sorted(
+        name for name in owners if not any(name.startswith(f"{other}.") for other in owners)
+    )
+
+
+def _import_peft() -> Any:
+    try:
+        import peft
+    except ImportError as exc:
+        raise ModelError("LoRA needs the 'peft' package: pip install 'nlp-bench[lora]'") from exc
+    return peft
+
+
+def _add_lora(
+    model: PreTrainedModel, config: FinetuneConfig, fresh: Sequence[str]
+) -> tuple[Any, dict[str, Any]]:
+    """Wrap ``model`` with LoRA adapters; returns the wrapped model and its card entry."""
+    peft = _import_peft()
+    targets = _lora_targets(model)
+    head = _head_modules(model, fresh)
+    lora_config = peft.LoraConfig(
+        task_type=peft.TaskType.SEQ_CLS,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        # A copy: peft extends the list it is given with its own head names.
+        modules_to_save=list(head),
+        bias="none",
+    )
+    try:
+        wrapped = peft.get_peft_model(model, lora_config)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"cannot add LoRA adapters to {type(model).__name__}: {first}") from exc
+    card = {
+        "r": config.lora_r,
+        "alpha": config.lora_alpha,
+        "dropout": config.lora_dropout,
+        "target_modules": targets,
+        "fully_trained_modules": head,
+    }
+    return wrapped, card
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -223,8 +367,13 @@ def finetune(
 
     The saved config names the classes ``labels`` (so evaluation aligns them by name), and
     ``bench_model_card.json`` records base, config, train size, ``data_hash`` (and
-    ``train_tasks``, both as given: provenance only), seed, dev accuracy and timing. Same inputs and seed on the same device and library versions give identical
-    weights.
+    ``train_tasks``, both as given: provenance only), seed, timing, and with ``dev`` the dev
+    accuracy after each epoch (``dev_curve``), the best epoch and the saved model's dev accuracy.
+    With ``config.early_stopping_patience`` (which needs ``dev``) training stops once dev accuracy
+    has not improved for that many epochs and the best epoch's weights are saved; without it the
+    last epoch's are. With ``config.lora_r`` only LoRA adapters on the attention projections and
+    the new head are trained; the adapters are merged, so the folder is a plain classifier. Same
+    inputs and seed on the same device and library versions give identical weights.
     """
     import numpy as np
     import torch
@@ -233,16 +382,21 @@ def finetune(
     from bench.models.classifier import resolve_device
 
     config = config or FinetuneConfig()
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ModelError("fine-tuning needs epochs >= 1 and batch_size >= 1")
+    # The dataclass is mutable: a field changed after construction is checked here too.
+    config.validate()
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ModelError(f"fine-tuning needs at least two distinct labels, got {labels}")
+    if config.early_stopping_patience is not None and not dev:
+        raise ModelError("early stopping needs dev examples to measure progress on")
+    if config.lora_r is not None:
+        _import_peft()  # fail before any loading or training
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     train_data = _subsample(train, config.max_train_examples, config.seed)
     _validate(train_data, labels, "train")
-    if dev:
-        _validate(dev, labels, "dev")
+    dev_data = list(dev) if dev else []
+    if dev_data:
+        _validate(dev_data, labels, "dev")
     resolved = resolve_device(device)
     # Must be set before cuBLAS initialises for deterministic matmuls on CUDA; no effect on CPU.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -250,20 +404,34 @@ def finetune(
     cuda_devices = list(range(torch.cuda.device_count())) if resolved.startswith("cuda") else []
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    # fork_rng: seeding here must not change the random state of whoever called us.
+    lora_card: dict[str, Any] | None = None
+    # fork_rng: seeding here must not change the random state of whoever called us. The head's
+    # and the adapters' initialisation both draw from the seeded generator.
     with torch.random.fork_rng(devices=cuda_devices):
         random.seed(config.seed)
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            model, tokenizer = _load_base(base, labels, resolved)
-            result = _train(model, tokenizer, train_data, config, resolved, progress)
-            dev_accuracy = _accuracy(model, tokenizer, dev, config, resolved) if dev else None
+            model, tokenizer, fresh = _load_base(base, labels, resolved)
+            if config.lora_r is not None:
+                wrapped, lora_card = _add_lora(model, config, fresh)
+                outcome = _train(
+                    wrapped, tokenizer, train_data, config, resolved, progress, dev_data
+                )
+                # Folds the adapters into the weights and unwraps the head: a plain model again.
+                model = wrapped.merge_and_unload()
+            else:
+                outcome = _train(model, tokenizer, train_data, config, resolved, progress, dev_data)
         finally:
             torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
 
-    steps, epoch_losses, train_time = result
+    epochs_run = len(outcome.epoch_losses)
+    dev_accuracy: float | None = None
+    if outcome.dev_curve:
+        # Early stopping saved the best epoch's weights; otherwise the last epoch's are saved.
+        best = outcome.best_epoch if config.early_stopping_patience is not None else None
+        dev_accuracy = outcome.dev_curve[(best or epochs_run) - 1]
     card: dict[str, Any] = {
         "base": base,
         "labels": list(labels),
@@ -273,39 +441,82 @@ def finetune(
         "train_tasks": list(train_tasks) if train_tasks is not None else None,
         "seed": config.seed,
         "dev_accuracy": dev_accuracy,
-        "dev_size": len(dev) if dev else 0,
-        "steps": steps,
-        "epoch_losses": epoch_losses,
-        "train_time_s": round(train_time, 3),
+        "dev_size": len(dev_data),
+        "dev_curve": outcome.dev_curve if dev_data else None,
+        "best_epoch": outcome.best_epoch,
+        "stopped_early": outcome.stopped_early,
+        "epochs_run": epochs_run,
+        "lora": lora_card,
+        "steps": outcome.steps,
+        "epoch_losses": outcome.epoch_losses,
+        "train_time_s": round(outcome.train_time_s, 3),
         "device": resolved,
-        "versions": {
-            "bench": __version__,
-            "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__,
-        },
+        "versions": _versions(__version__, lora=lora_card is not None),
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        _save_model(model, tokenizer, tmp)
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         _check_out_dir(out_dir, overwrite)
         _publish(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    rate = len(train_data) * config.epochs / train_time if train_time > 0 else 0.0
+    train_time = outcome.train_time_s
+    rate = len(train_data) * epochs_run / train_time if train_time > 0 else 0.0
     return FinetuneResult(
         path=out_dir,
         train_size=len(train_data),
-        steps=steps,
+        steps=outcome.steps,
         train_time_s=train_time,
         examples_per_s=rate,
-        epoch_losses=epoch_losses,
+        epoch_losses=outcome.epoch_losses,
         dev_accuracy=dev_accuracy,
         card=card,
+        dev_curve=card["dev_curve"],
+        best_epoch=outcome.best_epoch,
+        stopped_early=outcome.stopped_early,
+        epochs_run=epochs_run,
+        lora=lora_card,
     )
+
+
+def _versions(bench_version: str, lora: bool) -> dict[str, str]:
+    import torch
+    import transformers
+
+    versions = {
+        "bench": bench_version,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    if lora:
+        versions["peft"] = _import_peft().__version__
+    return versions
+
+
+def _save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of what training changes (trainable parameters, and buffers to be safe), on the
+    CPU so that keeping the best epoch costs no accelerator memory."""
+    state: dict[str, torch.Tensor] = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    state.update(model.named_buffers())
+    return {n: t.detach().to("cpu", copy=True) for n, t in state.items()}
+
+
+def _restore(model: torch.nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
+    import torch
+
+    tensors: dict[str, torch.Tensor] = dict(model.named_parameters())
+    tensors.update(model.named_buffers())
+    with torch.no_grad():
+        for name, saved in snapshot.items():
+            tensors[name].copy_(saved)
 
 
 def _train(
@@ -315,8 +526,10 @@ def _train(
     config: FinetuneConfig,
     device: str,
     progress: bool,
-) -> tuple[int, list[float], float]:
-    """The loop itself; returns (optimizer steps, mean loss per epoch, seconds)."""
+    dev: list[Labelled],
+) -> _Outcome:
+    """The loop itself. With ``dev``, dev accuracy is measured after every epoch (time not
+    counted as training), which early stopping uses."""
     import torch
 
     n = len(data)
@@ -328,14 +541,23 @@ def _train(
     # A private generator: the shuffle depends on the seed alone, not on how many random numbers
     # model initialisation or dropout happened to draw.
     generator = torch.Generator().manual_seed(config.seed)
+    patience = config.early_stopping_patience
     epoch_losses: list[float] = []
+    dev_curve: list[float] = []
+    best_epoch: int | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    stopped_early = False
+    steps = 0
     seen = 0
+    eval_time = 0.0
     start = time.perf_counter()
-    model.train()
     with _progress(progress) as bar:
-        task = bar.add_task("fine-tuning", total=n * config.epochs, rate=0.0, loss=float("nan"))
-        for epoch in range(config.epochs):
-            bar.update(task, description=f"epoch {epoch + 1}/{config.epochs}")
+        task = bar.add_task(
+            "fine-tuning", total=n * config.epochs, rate=0.0, loss=float("nan"), dev=""
+        )
+        for epoch in range(1, config.epochs + 1):
+            bar.update(task, description=f"epoch {epoch}/{config.epochs}")
+            model.train()
             order = torch.randperm(n, generator=generator).tolist()
             loss_sum = 0.0
             for b in range(per_epoch):
@@ -351,11 +573,38 @@ def _train(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                steps += 1
                 value = float(loss.detach())
                 loss_sum += value * len(batch)
                 seen += len(batch)
-                elapsed = time.perf_counter() - start
+                elapsed = time.perf_counter() - start - eval_time
                 bar.update(task, advance=len(batch), loss=value, rate=seen / max(elapsed, 1e-9))
             epoch_losses.append(loss_sum / n)
+            if not dev:
+                continue
+            eval_start = time.perf_counter()
+            accuracy = _accuracy(model, tokenizer, dev, config, device)
+            dev_curve.append(accuracy)
+            bar.update(task, dev=f"  dev {accuracy:.3f}")
+            # Strictly better only: on a tie the earlier (less trained) epoch stays the best.
+            if best_epoch is None or accuracy > dev_curve[best_epoch - 1]:
+                best_epoch = epoch
+                # The last epoch's weights are the model's own; no copy needed to restore them.
+                if patience is not None and epoch < config.epochs:
+                    best_state = _snapshot(model)
+            eval_time += time.perf_counter() - eval_start
+            if patience is not None and epoch - best_epoch >= patience and epoch < config.epochs:
+                stopped_early = True
+                break
+    if patience is not None and best_epoch is not None and best_epoch != len(epoch_losses):
+        assert best_state is not None  # taken whenever a non-final epoch became the best
+        _restore(model, best_state)
     model.eval()
-    return total, epoch_losses, time.perf_counter() - start
+    return _Outcome(
+        steps=steps,
+        epoch_losses=epoch_losses,
+        train_time_s=time.perf_counter() - start - eval_time,
+        dev_curve=dev_curve,
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+    )

@@ -13,8 +13,9 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,7 +48,11 @@ LONG_COLUMNS = (
     "run_key",
     "profile",
     "spread",
+    "sd",
+    "seeds",
 )
+# Models named "<group>#s<seed>" (as `bench transfer` names them) fold into one row per group.
+SEED_SUFFIX = re.compile(r"^(?P<group>.+)#s(?P<seed>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class ResultRow:
     profile: str | None = None
     # Range (max - min) of the score across prompt templates, for a prompted column.
     spread: float | None = None
+    # A row folding several fine-tuning seeds: their standard deviation and how many.
+    sd: float | None = None
+    seeds: int | None = None
 
     @property
     def label(self) -> str:
@@ -80,6 +88,39 @@ class ResultRow:
         if self.majority is None or self.low is None or self.high is None:
             return False
         return self.low <= self.majority <= self.high
+
+
+def group_seeds(rows: Sequence[ResultRow]) -> list[ResultRow]:
+    """Rows of models named ``<group>#s<seed>`` folded into one row per (group, column): the
+    mean over seeds and their standard deviation (CIs are per model, so none is shown). Other
+    rows pass through."""
+    import statistics
+
+    groups: dict[tuple[str, str, str], list[ResultRow]] = {}
+    out: list[ResultRow] = []
+    for r in rows:
+        match = SEED_SUFFIX.match(r.model)
+        if match is None:
+            out.append(r)
+        else:
+            groups.setdefault((match["group"], r.label, r.metric), []).append(r)
+    for (group, _, _), members in groups.items():
+        values = [m.value for m in members]
+        first = members[0]
+        out.append(
+            replace(
+                first,
+                model=f"{group} ({len(members)} seeds)",
+                value=statistics.fmean(values),
+                low=None,
+                high=None,
+                sd=statistics.stdev(values) if len(values) > 1 else 0.0,
+                seeds=len(members),
+                run_key="",
+                n=min(m.n for m in members),
+            )
+        )
+    return out
 
 
 def _select(rows: Sequence[ResultRow], metric: str) -> list[ResultRow]:
@@ -154,6 +195,8 @@ def format_cell(row: ResultRow | None) -> str:
     if row is None:
         return MISSING
     text = f"{row.value:.3f}"
+    if row.sd is not None:
+        return f"{text} ± {row.sd:.3f}"
     if row.low is not None and row.high is not None:
         text += f" [{row.low:.3f}, {row.high:.3f}]"
     text += DAGGER if row.ci_includes_majority else ""
@@ -187,6 +230,8 @@ def leaderboard_cells(rows: Sequence[ResultRow], metric: str = "accuracy") -> pd
 
 def _footnote(rows: Sequence[ResultRow], metric: str) -> str:
     note = f"Cells: {metric} [CI low, CI high]; {MISSING}: not evaluated."
+    if any(r.sd is not None for r in rows):
+        note += " Rows of several seeds: mean ± standard deviation across seeds."
     if any(r.ci_includes_majority for r in rows):
         note += f" {DAGGER} {DAGGER_NOTE}."
     if any(r.spread is not None for r in rows):
