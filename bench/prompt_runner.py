@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -419,29 +419,18 @@ class PromptRunner:
         if any([r.idx for r in rows] != indices for rows in per_template):
             raise BenchError("the templates of one prompt set ran on different examples")
         first = outcomes[0].record
+        # The set describes the same task, model and settings as its template runs.
         self.store.begin_run(
-            RunRecord(
+            replace(
+                first,
                 run_key=key,
                 kind="prompt_set",
-                task=first.task,
-                task_version=first.task_version,
-                task_hash=first.task_hash,
-                model=first.model,
-                model_path=first.model_path,
-                model_hash=first.model_hash,
                 config={
                     **{k: v for k, v in first.config.items() if k not in _PER_TEMPLATE},
                     "column": column_name(int(first.config["k"])),
                     "templates": [o.record.config["template"] for o in outcomes],
                     "prompt_runs": keys,
                 },
-                split=first.split,
-                n_examples=first.n_examples,
-                label_names=first.label_names,
-                label_mapping={},
-                seed=first.seed,
-                harness_version=__version__,
-                versions=first.versions,
             )
         )
         hits = np.array([[r.correct for r in rows] for rows in per_template], dtype=np.float64)

@@ -534,3 +534,41 @@ def test_builtin_reasoning_tasks_load_and_render() -> None:
             assert len(req.choices) >= 2 and 0 <= req.label < len(req.choices)
     assert kinds["date_understanding"] == kinds["logical_deduction"] == "multiple_choice"
     assert kinds["arithmetic"] == "generation" and kinds["strategyqa"] == "classification"
+
+
+@pytest.mark.slow
+def test_default_causal_lm_answers_builtin_reasoning_tasks(tmp_path: Path) -> None:
+    """`bench run --model smollm2` end to end on the real default LM: a multiple-choice and a
+    generation task at 0 and 1 shots, through the chat template, stored and tabled."""
+    from bench.errors import AssetError
+    from bench.models.gguf import default_causal_lm
+    from bench.store import ResultStore
+
+    try:
+        default_causal_lm()
+    except AssetError as exc:
+        pytest.skip(f"smollm2 asset unavailable: {exc}")
+    db = tmp_path / "lm.sqlite"
+    proc = _bench(
+        "run", "--db", str(db), "--no-progress", "--model", "smollm2", "--limit", "4",
+        "--template", "1", "--task", "date_understanding", "--task", "arithmetic",
+        "-k", "0", "-k", "1",
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| model"))
+    for column in ("arithmetic@0shot", "arithmetic@1shot", "date_understanding@1shot"):
+        assert column in header
+    assert "smollm2-135m-instruct" in proc.stdout
+    with ResultStore(db) as store:
+        prompts = [r for r in store.runs() if r.kind == "prompt"]
+        assert len(prompts) == 4 and all(r.config["chat_template_used"] for r in prompts)
+        for record in prompts:
+            rows = store.prompt_rows(record.run_key)
+            assert len(rows) == 4
+            assert all(r.prompt.rstrip().endswith("<|im_start|>assistant") for r in rows)
+            if record.task == "arithmetic":
+                assert all(r.output and r.target.lstrip("-").isdigit() for r in rows)
+            else:
+                assert all(len(r.scores) >= 3 for r in rows)  # date options per question
+                assert all(max(r.scores) == r.scores[r.pred] for r in rows)

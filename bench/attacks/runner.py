@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -378,16 +378,12 @@ class AttackRunner:
             return AttackOutcome(existing, self.store.metrics(key), cached=True)
         per_attack = [{r.idx: r for r in self.store.attack_rows(k)} for k in keys]
         first = outcomes[0].record
+        # The suite describes the same task, model and settings as its attack runs.
         record = self.store.begin_run(
-            RunRecord(
+            replace(
+                first,
                 run_key=key,
                 kind="suite",
-                task=first.task,
-                task_version=first.task_version,
-                task_hash=first.task_hash,
-                model=first.model,
-                model_path=first.model_path,
-                model_hash=first.model_hash,
                 config={
                     **{k: v for k, v in first.config.items() if k not in _PER_ATTACK},
                     "suite": suite.name,
@@ -397,13 +393,6 @@ class AttackRunner:
                     "attack_runs": keys,
                     "profile_hash": suite_hash,
                 },
-                split=first.split,
-                n_examples=first.n_examples,
-                label_names=first.label_names,
-                label_mapping=first.label_mapping,
-                seed=first.seed,
-                harness_version=__version__,
-                versions=first.versions,
             )
         )
         indices = sorted(per_attack[0])
