@@ -306,6 +306,8 @@ class PromptRunner:
                     )
                 )
             return rows
+        from bench.models.causal import choose
+
         # With a chat template the answer opens the assistant turn: no delimiter before it.
         continuations = [r.answers if chat else r.choices for r in reqs]
         flat = [(p, c) for p, conts in zip(prompts, continuations, strict=True) for c in conts]
@@ -316,7 +318,8 @@ class PromptRunner:
             ex, req = planned.examples[j], planned.requests[j]
             logliks = [ll for ll, _, _ in scored[pos : pos + len(conts)]]
             pos += len(conts)
-            acc, acc_norm = _choose(logliks, req.answers)
+            # Normalised by the answer's own length, whatever delimiter precedes it.
+            acc, acc_norm = choose(logliks, req.answers)
             rows.append(
                 PromptRow(
                     idx=ex.idx,
@@ -482,18 +485,6 @@ def _identity(task: TaskData, k: int, template: int) -> dict[str, Any]:
             stop=list(spec.stop),
         )
     return ident
-
-
-def _choose(logliks: Sequence[float], answers: Sequence[str]) -> tuple[int, int]:
-    """(argmax loglikelihood, argmax loglikelihood per character); ties to the first answer.
-
-    lm-evaluation-harness normalises by UTF-8 bytes; characters rank ASCII answers the same way
-    and do not penalise other scripts for their encoding.
-    """
-    normed = [ll / max(1, len(a)) for ll, a in zip(logliks, answers, strict=True)]
-    acc = max(range(len(logliks)), key=lambda i: (logliks[i], -i))
-    acc_norm = max(range(len(logliks)), key=lambda i: (normed[i], -i))
-    return acc, acc_norm
 
 
 def _entailment_index(classifier: HFClassifier) -> int:

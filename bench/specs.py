@@ -479,6 +479,14 @@ class ModelSpec(Spec):
     trust_remote_code: bool = False
     use_safetensors: bool = True
 
+    def load_options(self) -> dict[str, Any]:
+        """What a model adapter's ``load`` takes from the spec besides the path."""
+        return {
+            "revision": self.revision,
+            "trust_remote_code": self.trust_remote_code,
+            "use_safetensors": self.use_safetensors,
+        }
+
 
 class EvalConfig(Spec):
     """How a task is evaluated. Only fields that can change the numbers enter the run identity."""

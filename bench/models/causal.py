@@ -236,13 +236,7 @@ class CausalLM:
     ) -> CausalLM:
         """:meth:`load` with the path, revision and trust settings a model spec records."""
         return cls.load(
-            spec.path,
-            revision=spec.revision,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=spec.trust_remote_code,
-            use_safetensors=spec.use_safetensors,
-            max_length=max_length,
+            spec.path, device=device, dtype=dtype, max_length=max_length, **spec.load_options()
         )
 
     @staticmethod
@@ -505,18 +499,15 @@ class CausalLM:
     ) -> tuple[int, int, list[float]]:
         """``(acc index, acc_norm index, loglikelihoods)`` for one multiple-choice question.
 
-        ``acc_norm`` divides each loglikelihood by the choice's length in characters (lm-eval uses
-        UTF-8 bytes; characters give the same ranking for ASCII answers and do not penalise
-        non-Latin scripts for their encoding). Ties go to the lowest index.
+        ``acc_norm`` divides each loglikelihood by the choice's length in characters (see
+        :func:`choose`). Ties go to the lowest index.
         """
         if not choices:
             raise ValueError("score_choices needs at least one choice")
         logliks = [
             ll for ll, _, _ in self.loglikelihood([(context, c) for c in choices], batch_size)
         ]
-        normed = [ll / max(1, len(c)) for ll, c in zip(logliks, choices, strict=True)]
-        acc = max(range(len(choices)), key=lambda i: (logliks[i], -i))
-        acc_norm = max(range(len(choices)), key=lambda i: (normed[i], -i))
+        acc, acc_norm = choose(logliks, choices)
         return acc, acc_norm, logliks
 
     # ---------------------------------------------------------------------------------------------
@@ -598,6 +589,19 @@ class CausalLM:
             for i, text in zip(batch, texts, strict=True):
                 out[i] = text
         return out
+
+
+def choose(logliks: Sequence[float], texts: Sequence[str]) -> tuple[int, int]:
+    """(argmax loglikelihood, argmax loglikelihood per character of ``texts``); ties go to the
+    lowest index.
+
+    lm-evaluation-harness normalises by UTF-8 bytes; characters rank ASCII answers the same way
+    and do not penalise other scripts for their encoding.
+    """
+    normed = [ll / max(1, len(t)) for ll, t in zip(logliks, texts, strict=True)]
+    acc = max(range(len(logliks)), key=lambda i: (logliks[i], -i))
+    acc_norm = max(range(len(logliks)), key=lambda i: (normed[i], -i))
+    return acc, acc_norm
 
 
 @dataclass(frozen=True)

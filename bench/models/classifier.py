@@ -205,13 +205,7 @@ class HFClassifier:
     ) -> HFClassifier:
         """:meth:`load` with the path, revision and trust settings a model spec records."""
         return cls.load(
-            spec.path,
-            revision=spec.revision,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=spec.trust_remote_code,
-            use_safetensors=spec.use_safetensors,
-            max_length=max_length,
+            spec.path, device=device, dtype=dtype, max_length=max_length, **spec.load_options()
         )
 
     @staticmethod
