@@ -33,8 +33,8 @@ MAJORITY_ROW = "majority-class baseline"
 DAGGER_NOTE = "CI includes the majority-class rate"
 SPREAD = "range "
 SPREAD_NOTE = "range: max - min of the score across prompt templates (prompt sensitivity)"
-# Metrics where a smaller value ranks higher.
-LOWER_IS_BETTER = frozenset({"ece", "brier"})
+# One predicted class taking at least this share of predictions marks a degenerate predictor.
+DEGENERATE_SHARE = 0.95
 LONG_COLUMNS = (
     "model",
     "column",
@@ -77,6 +77,9 @@ class ResultRow:
     # A row folding several fine-tuning seeds: their standard deviation and how many.
     sd: float | None = None
     seeds: int | None = None
+    # A degenerate predictor: the label taking >= DEGENERATE_SHARE of predictions, and its share.
+    dominant_label: str | None = None
+    dominant_share: float | None = None
 
     @property
     def label(self) -> str:
@@ -147,7 +150,10 @@ def _model_order(rows: Sequence[ResultRow]) -> list[str]:
     scores: dict[str, list[float]] = {}
     for r in rows:
         scores.setdefault(r.model, []).append(r.value)
-    sign = 1.0 if rows and rows[0].metric in LOWER_IS_BETTER else -1.0
+    from bench.metrics import higher_is_better
+
+    # The metric registry says which way is better (ECE and Brier: smaller).
+    sign = 1.0 if rows and higher_is_better(rows[0].metric) is False else -1.0
     return sorted(scores, key=lambda m: (sign * sum(scores[m]) / len(scores[m]), m))
 
 
@@ -158,7 +164,8 @@ def _columns(rows: Sequence[ResultRow]) -> list[str]:
 def leaderboard_frame(rows: Sequence[ResultRow], metric: str = "accuracy") -> pd.DataFrame:
     """Float table: index = models (best mean first), columns = labels (sorted), NaN if missing.
 
-    "Best" is the highest mean, or the lowest for metrics in ``LOWER_IS_BETTER`` (ECE, Brier).
+    "Best" is the highest mean, or the lowest for metrics registered as lower-is-better (ECE,
+    Brier).
     """
     import pandas as pd
 
