@@ -43,6 +43,15 @@ _LAZY = {
     "ResultRow": "bench.report.leaderboard",
     "render": "bench.report.leaderboard",
     "run_default": "bench.defaults",
+    "evaluate": "bench.api",
+    "prompt": "bench.api",
+    "attack": "bench.api",
+    "run": "bench.api",
+    "Results": "bench.api",
+    "Engine": "bench.engine",
+    "RunOutcome": "bench.engine",
+    "RunRecord": "bench.records",
+    "MetricSettings": "bench.records",
 }
 
 __all__ = [

@@ -203,5 +203,10 @@ class Evaluator:
     def key_for(self, task: TaskData, model: ModelSpec) -> str:
         return self.plan(task, model).key
 
+    def warm(self, model: ModelSpec) -> None:
+        """Identify and load ``model`` now (e.g. outside a timed section), as a run would."""
+        self._engine.models.identity(model)
+        self._engine.models.classifier(model, _load_settings(self.config))
+
     def evaluate(self, task: TaskData, model: ModelSpec) -> RunOutcome:
         return self._engine.run(self.plan(task, model))

@@ -50,7 +50,7 @@ def run_ours(
     model = ModelSpec(name=model_dir.name, path=str(model_dir))
     with ResultStore(db) as store:
         runner = AttackRunner(store, config, device="cpu", concurrency=concurrency, progress=False)
-        runner._model(model)  # load outside the timed part, as the stock side does
+        runner.warm(model)  # load outside the timed part, as the stock side does
         started = time.perf_counter()
         outcomes, _ = runner.run_suite(task, model, suite)
         elapsed = time.perf_counter() - started

@@ -379,6 +379,11 @@ class AttackRunner:
     def key_for(self, task: TaskData, model: ModelSpec, attack: PlannedAttack) -> str:
         return self.run_plan(task, model, attack).key
 
+    def warm(self, model: ModelSpec) -> None:
+        """Identify and load ``model`` now (e.g. outside a timed section), as a run would."""
+        self._engine.models.identity(model)
+        self._engine.models.classifier(model, self.load_settings())
+
     # -- running ---------------------------------------------------------------------------
 
     def run_suite(

@@ -78,7 +78,7 @@ def test_clean_eval_throughput_vs_raw_forward(
         # A fresh store each round: otherwise the second round is answered from the store.
         with ResultStore(tmp_path / f"r{next(counter)}.sqlite") as store:
             evaluator = Evaluator(store, config, progress=False)
-            evaluator._model(spec)  # load outside the timed part, as the raw loop does
+            evaluator.warm(spec)  # load outside the timed part, as the raw loop does
             started = time.perf_counter()
             result = evaluator.evaluate(epistemic, spec)
             times.append(time.perf_counter() - started)
