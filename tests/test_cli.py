@@ -36,7 +36,7 @@ def _modules_after(args: list[str]) -> set[str]:
         "import sys\nfrom bench.cli import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
         "print('MODULES:', ' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'torch', 'textattack', 'transformers', 'datasets', 'pandas'})))"
+        "{'torch', 'textattack', 'transformers', 'datasets', 'pandas', 'pydantic', 'numpy'})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     marker = [line for line in out.stdout.splitlines() if line.startswith("MODULES:")]
@@ -47,7 +47,8 @@ def _modules_after(args: list[str]) -> set[str]:
 def test_help_imports_no_heavy_library() -> None:
     loaded = _modules_after(["--help"])
     assert not {m for m in loaded if m.split(".")[0] in {"torch", "textattack"}}, loaded
-    assert not loaded, loaded  # transformers, datasets and pandas stay out too
+    # transformers, datasets, pandas, numpy and pydantic (bench.specs) stay out too
+    assert not loaded, loaded
 
 
 def test_tasks_list_imports_no_torch() -> None:
