@@ -221,6 +221,10 @@ def _load_base(
     folder = local_model_dir(base)
     source = str(folder) if folder is not None else base
     local_only = folder is not None or _offline()
+    if folder is None:
+        from bench.hub import ensure_hub_model
+
+        ensure_hub_model(base)  # offline and not cached: say so now, not after retries
     verbosity = transformers.logging.get_verbosity()
     # A base model's head is *meant* to be newly initialised; the library warns loudly about it.
     transformers.logging.set_verbosity_error()

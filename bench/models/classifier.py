@@ -8,7 +8,6 @@ per batch (to the longest member), which changes nothing in the logits: attentio
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import ModelError
+from bench.hub import ensure_hub_model
 from bench.models.batching import OOMBackoff, length_sorted_batches, padding_aware_batches
 from bench.models.identity import TOKENIZER_FILES, local_model_dir
 
@@ -35,11 +35,13 @@ _LENGTH_CHUNK = 2048
 
 def _offline() -> bool:
     # Read at call time (the hub libraries read it once at import), so a CLI --offline flag or a
-    # test can still switch it on: without it an unreachable hub costs ~30 s of retries.
+    # test can still switch it on; bench.hub also probes the endpoint once, so an unreachable hub
+    # means the cache only instead of ~30 s of retries.
     from transformers.utils import is_offline_mode
 
-    flag = os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return is_offline_mode() or flag.strip().lower() in {"1", "true", "yes", "on"}
+    from bench.hub import hub_offline
+
+    return is_offline_mode() or hub_offline()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -88,6 +90,11 @@ def load_error(path: str, folder: Path | None, exc: BaseException, kind: str) ->
     """One line for a failed ``from_pretrained``; ``kind`` names what the adapter needs."""
     message = _first_line(exc)
     if folder is None and isinstance(exc, OSError):
+        from bench.hub import not_cached_error
+
+        offline = not_cached_error(path)
+        if offline is not None:
+            return ModelError(offline)
         return ModelError(
             f"cannot load model '{path}' (not a local folder and not in the hub cache; "
             f"offline?): {message}"
@@ -156,6 +163,8 @@ class HFClassifier:
         folder = local_model_dir(path)
         if folder is not None:
             _check_local_folder(folder, path, use_safetensors)
+        else:
+            ensure_hub_model(path)  # offline and not cached: one line now, not ~30 s of retries
         resolved_device = resolve_device(device)
         dtype_name = resolve_dtype(dtype, resolved_device)
 
