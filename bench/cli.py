@@ -8,6 +8,7 @@ instant. Every ``BenchError`` becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -588,10 +589,14 @@ def finetune(
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
     )
+    from bench.finetune import summary_line
+
+    started = time.perf_counter()
     result = finetune_on_tasks(
         task, base, out, config, max_train, tasks_dir=tasks_dir or [], progress=progress
     )
-    _echo(str(result))
+    # Always, with or without progress: where the model went and how it did.
+    _echo(summary_line(result, time.perf_counter() - started))
 
 
 # ------------------------------------------------------------------------------------- leaderboard
