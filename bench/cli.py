@@ -651,11 +651,20 @@ def leaderboard(
             kinds.append("attack")
         if templates or fmt in ("csv", "json"):
             kinds.append("prompt")
-        rows = result_rows(store, store.latest_complete(kinds=kinds), metric=metric)
+        records = store.latest_complete(kinds=kinds)
+        rows = result_rows(store, records, metric=metric)
+        # Only to say what there is instead; the baseline and spread are no metrics to rank by.
+        held = set() if rows else {n for r in records for n in store.metrics(r.run_key)}
+        held -= {"majority", "spread"}
+    if not records:
+        raise BenchError("the results database holds no completed runs; run `bench run` first")
+    if not rows:
+        raise BenchError(
+            f"no completed run has metric {metric!r}; the stored runs have: "
+            f"{', '.join(sorted(held)) or 'no metrics'}"
+        )
     if group_seeds:
         rows = group_seeds_rows(rows)
-    if not rows:
-        raise BenchError("the results database holds no completed runs; run `bench run` first")
     text = render(rows, fmt, metric=metric)  # type: ignore[arg-type]
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

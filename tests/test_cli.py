@@ -157,3 +157,26 @@ def test_bad_option_value_is_exit_2(tmp_path: Path) -> None:
 def test_unknown_leaderboard_format(fmt: str, tmp_path: Path) -> None:
     proc = _bench("leaderboard", "--format", fmt, "--db", str(tmp_path / "r.sqlite"))
     assert_user_error(proc, "unknown format")
+
+
+def test_leaderboard_of_a_metric_no_run_has_lists_the_ones_they_have(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from bench.store import ResultStore
+
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db):
+        pass
+    empty = _bench("leaderboard", "--db", str(db))
+    assert_user_error(empty, "holds no completed runs")
+    task = _local_task(tmp_path, ROWS, metrics="[accuracy, macro_f1]")
+    ran = _run(task, tiny_model_dir, tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    proc = _bench("leaderboard", "--metric", "ece", "--db", str(db))
+    # Not "no completed runs": there is one, it just has no ECE.
+    assert_user_error(
+        proc, "no completed run has metric 'ece'", "stored runs have: accuracy, macro_f1"
+    )
+    assert "no completed runs" not in proc.stderr
+    shown = _bench("leaderboard", "--metric", "macro_f1", "--db", str(db))
+    assert shown.returncode == 0 and "local_pairs (n=2)" in shown.stdout
