@@ -10,18 +10,15 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
-    from bench.attacks.runner import AttackRunner
-    from bench.attacks.specs import AttackConfig, SuiteSpec
-    from bench.prompt_runner import Adapter
+    from bench.attacks.specs import AttackConfig
     from bench.specs import ModelSpec
-    from bench.tasks.examples import TaskData
 
 app = typer.Typer(
     name="bench",
@@ -153,35 +150,26 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     return out
 
 
-# The built-in causal LM for prompting: SmolLM2-135M-Instruct from the pinned asset.
-DEFAULT_LM = "smollm2"
-DEFAULT_LM_NAME = "smollm2-135m-instruct"
+def parse_model(
+    text: str, label_map: dict[str, str], trust_remote_code: bool, backend: str | None = None
+) -> ModelSpec:
+    """See :func:`bench.api.model_spec`."""
+    from bench.api import model_spec
+
+    return model_spec(text, label_map, trust_remote_code, backend)
 
 
-def parse_model(text: str, label_map: dict[str, str], trust_remote_code: bool) -> ModelSpec:
-    """``NAME=PATH``, a local folder, a hub id, or a built-in default model name (a trained
-    classifier, or ``smollm2`` for the default causal LM, converted on first use)."""
-    from bench.specs import ModelSpec
-
-    if "=" in text:
-        name, path = text.split("=", 1)
-    else:
-        name, path = "", text
-    from bench import defaults
-
-    if path == DEFAULT_LM:
-        from bench.models.gguf import default_causal_lm
-
-        return ModelSpec(name=name or DEFAULT_LM_NAME, path=str(default_causal_lm()))
-    if path in defaults.DEFAULT_MODELS:
-        resolved = defaults.trained_model_dir(defaults.DEFAULT_MODELS[path])
-        if resolved is None:
-            raise BenchError(f"default model {path!r} is not trained yet; run `bench default`")
-        return ModelSpec(name=name or path, path=str(resolved), label_map=label_map)
-    display = name or (Path(path).name if Path(path).exists() else path)
-    return ModelSpec(
-        name=display, path=path, label_map=label_map, trust_remote_code=trust_remote_code
-    )
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Model backend: hf (transformers, default) or onnx (an exported classifier); a "
+        "model may also say it as a prefix, e.g. onnx:exports/sent.",
+    ),
+]
+ConfidenceOption = Annotated[
+    float, typer.Option(help="Confidence level of the bootstrap intervals.")
+]
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -206,12 +194,14 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for bootstrap CIs.")] = 0,
     n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    confidence: ConfidenceOption = 0.95,
     label_map: Annotated[
         str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
     ] = None,
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow model code from the hub (off: code in data never runs).")
     ] = False,
+    backend: BackendOption = None,
     suite: SuiteOption = None,
     attack_limit: Annotated[
         int | None, typer.Option(help="With --suite: attack a seeded sample of N examples.")
@@ -253,12 +243,8 @@ def run(
     prompt, at every --shots count and with every prompt template."""
     from pydantic import ValidationError
 
-    from bench.report.leaderboard import render
-    from bench.runner import Evaluator
+    from bench import api
     from bench.specs import EvalConfig, PromptConfig
-    from bench.store import ResultStore
-    from bench.summary import result_rows
-    from bench.tasks import get_task, load_task_data
 
     try:
         config = EvalConfig(
@@ -270,12 +256,14 @@ def run(
             device=device,
             seed=seed,
             n_bootstrap=n_bootstrap,
+            confidence=confidence,
         )
         prompt_config = PromptConfig(
             split=split,  # type: ignore[arg-type]
             limit=limit,
             seed=seed,
             n_bootstrap=n_bootstrap,
+            confidence=confidence,
             dtype=dtype,  # type: ignore[arg-type]
             chat_template=chat_template,
             batch_size=batch_size,
@@ -283,100 +271,33 @@ def run(
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise BenchError(f"--{first['loc'][0]}: {first['msg']}") from None
-    if shots and min(shots) < 0:
-        raise BenchError("--shots must be 0 or more")
-    # Resolve everything before computing anything: a typo in the last task must not cost
-    # the user an hour of evaluation first.
-    registered = [get_task(t, tasks_dir or []) for t in task]
+        raise BenchError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     lm = parse_label_map(label_map)
-    models = [parse_model(m, lm, trust_remote_code) for m in model]
-    prompted, evaluated = _split_models(models, adapter)
-    suites = []
+    models = [parse_model(m, lm, trust_remote_code, backend) for m in model]
+    attack_config = None
     if suite:
-        from bench.attacks.suites import load_suite
-
-        suites = [load_suite(s) for s in suite]
         attack_config = _attack_config(
-            split, attack_limit or None, seed, query_budget, max_length, None, n_bootstrap
-        )
-    datas = [load_task_data(r.spec, r.base_dir) for r in registered]
-    for d in datas:
-        if evaluated:
-            d.spec.require_labels(f"evaluating classifier {evaluated[0].name}")
-    with ResultStore(db) as store:
-        prompt_runner = None
-        plans = {}
-        if prompted:
-            from bench.prompt_runner import PromptRunner
-
-            prompt_runner = PromptRunner(store, prompt_config, progress=progress)
-            templates = [t - 1 for t in template] if template else None
-            for adapter in sorted({a for _, a in prompted}):
-                for d in datas:
-                    plans[adapter, d.data_hash] = prompt_runner.plan(d, shots, templates, adapter)
-        runner = None
-        if suites:
-            from bench.attacks.runner import AttackRunner
-
-            runner = AttackRunner(
-                store,
-                attack_config,
-                masked_lm=masked_lm,
-                device=device,
-                dtype=dtype,
-                progress=progress,
-            )
-            for d in datas:  # refuse a bad attack before the evaluation starts
-                for s in suites:
-                    runner.plan(d, s)
-        evaluator = Evaluator(store, config, progress=progress)
-        records = [evaluator.evaluate(d, m).record for m in evaluated for d in datas]
-        if prompt_runner is not None:
-            for m, adapter in prompted:
-                for d in datas:
-                    _, summaries = prompt_runner.run(m, plans[adapter, d.data_hash])
-                    records += [o.record for o in summaries]
-        if runner is not None:
-            _echo(_attack_all(runner, datas, evaluated, suites))
-            records += [
-                r
-                for r in store.latest_complete(kinds=("suite",))
-                if (r.model, r.task) in {(m.name, d.spec.name) for m in evaluated for d in datas}
-            ]
-        _echo(render(result_rows(store, records), "markdown"))
-
-
-ADAPTERS = ("auto", "causal", "classifier", "nli")
-
-
-def _split_models(
-    models: list[ModelSpec], adapter: str
-) -> tuple[list[tuple[ModelSpec, Adapter]], list[ModelSpec]]:
-    """(models posed prompts, with their adapter; classifiers evaluated with their labels).
-
-    ``auto`` reads each model's config: a causal LM is prompted, anything else is evaluated as a
-    classifier. ``causal`` refuses a model that is not one before any weights are read.
-    """
-    from bench.models.causal import is_causal_lm, require_causal_lm
-
-    if adapter not in ADAPTERS:
-        raise BenchError(f"unknown --adapter {adapter!r} (choose from {', '.join(ADAPTERS)})")
-    prompted: list[tuple[ModelSpec, Adapter]] = []
-    evaluated: list[ModelSpec] = []
-    for m in models:
-        if adapter == "causal":
-            require_causal_lm(m.path, m.revision, m.trust_remote_code)
-            prompted.append((m, "causal"))
-        elif adapter == "nli":
-            prompted.append((m, "nli"))
-        elif adapter == "classifier":
-            evaluated.append(m)
-        elif is_causal_lm(m.path, m.revision, m.trust_remote_code):
-            prompted.append((m, "causal"))
-        else:
-            evaluated.append(m)
-    return prompted, evaluated
+            split, attack_limit or None, seed, query_budget, max_length, None, n_bootstrap,
+            confidence, option="--attack-limit",
+        )  # fmt: skip
+    results = api.run(
+        task,
+        models,
+        db=db,
+        adapter=adapter,
+        eval_config=config,
+        prompt_config=prompt_config,
+        shots=shots,
+        templates=template,
+        suites=suite or (),
+        attack_config=attack_config,
+        masked_lm=masked_lm,
+        tasks_dir=tasks_dir or [],
+        progress=progress,
+    )
+    if suite:
+        _echo(results.robustness_report())
+    _echo(results.leaderboard("markdown"))
 
 
 # ------------------------------------------------------------------------------------------ attack
@@ -399,7 +320,11 @@ def _attack_config(
     max_length: int,
     attack_column: list[str] | None,
     n_bootstrap: int,
+    confidence: float = 0.95,
+    option: str = "--limit",
 ) -> AttackConfig:
+    """The attack settings; a bad value is named by its option (``option`` for the limit,
+    which ``bench run`` calls ``--attack-limit``)."""
     from pydantic import ValidationError
 
     from bench.attacks.specs import AttackConfig
@@ -413,50 +338,13 @@ def _attack_config(
             max_length=max_length,
             attack_columns=attack_column or None,
             n_bootstrap=n_bootstrap,
+            confidence=confidence,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise BenchError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-
-
-def _attack_all(
-    runner: AttackRunner,
-    datas: list[TaskData],
-    models: list[ModelSpec],
-    suites: list[SuiteSpec],
-    show: int = 0,
-) -> str:
-    """Plan everything (so a bad attack fails before any work), then run; returns the report
-    (with up to ``show`` adversarial examples per attack)."""
-    from bench.report.robustness import adversarial_examples, robustness_table
-
-    for data in datas:
-        for suite in suites:
-            runner.plan(data, suite)
-    parts = []
-    for model in models:
-        for data in datas:
-            for suite in suites:
-                outcomes, summary = runner.run_suite(data, model, suite)
-                runs = [(o.record, o.metrics) for o in [*outcomes, summary]]
-                title = f"### {model.name} on {data.spec.name}: suite {suite.name}"
-                notes = []
-                for o in outcomes:
-                    n = o.record.n_examples
-                    done = (
-                        "answered from the store"
-                        if o.cached
-                        else (f"{o.attacked} attacked now, {n - o.attacked} from the store")
-                    )
-                    notes.append(f"- {o.record.config['column']}: {done}")
-                    if show:
-                        rows = runner.store.attack_rows(o.record.run_key)
-                        notes.extend(
-                            "  " + line
-                            for line in adversarial_examples(rows, o.record.label_names, show)
-                        )
-                parts.append(f"{title}\n\n{robustness_table(runs)}\n" + "\n".join(notes) + "\n")
-    return "\n".join(parts)
+        field = str(first["loc"][0])
+        name = option if field == "limit" else "--" + field.replace("_", "-")
+        raise BenchError(f"{name}: {first['msg']}") from None
 
 
 @app.command("attack")
@@ -491,12 +379,14 @@ def attack(
     ] = 16,
     seed: Annotated[int, typer.Option(help="Seed for sampling, attacks and CIs.")] = 0,
     n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    confidence: ConfidenceOption = 0.95,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     label_map: Annotated[
         str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
     ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the hub.")] = False,
+    backend: BackendOption = None,
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
     show: Annotated[
@@ -505,33 +395,31 @@ def attack(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run attack suites (TextAttack) against every --model on every --task."""
-    from bench.attacks.runner import AttackRunner
-    from bench.attacks.suites import load_suite
-    from bench.store import ResultStore
-    from bench.tasks import get_task, load_task_data
+    from bench import api
 
     if concurrency < 1 or batch_size < 1:
         raise BenchError("--concurrency and --batch-size must be at least 1")
     config = _attack_config(
-        split, limit or None, seed, query_budget, max_length, attack_column, n_bootstrap
-    )
-    suites = [load_suite(s) for s in (suite or ["quick"])]
-    registered = [get_task(t, tasks_dir or []) for t in task]
+        split, limit or None, seed, query_budget, max_length, attack_column, n_bootstrap,
+        confidence,
+    )  # fmt: skip
     lm = parse_label_map(label_map)
-    models = [parse_model(m, lm, trust_remote_code) for m in model]
-    datas = [load_task_data(r.spec, r.base_dir) for r in registered]
-    with ResultStore(db) as store:
-        runner = AttackRunner(
-            store,
-            config,
-            masked_lm=masked_lm,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            progress=progress,
-        )
-        _echo(_attack_all(runner, datas, models, suites, show))
+    models = [parse_model(m, lm, trust_remote_code, backend) for m in model]
+    results = api.attack(
+        models,
+        task,
+        suite or ["quick"],
+        db=db,
+        masked_lm=masked_lm,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        tasks_dir=tasks_dir or [],
+        **config.model_dump(),
+    )
+    _echo(results.robustness_report(show))
 
 
 # ---------------------------------------------------------------------------------------- finetune
@@ -630,6 +518,11 @@ def leaderboard(
             "mean ± sd across seeds."
         ),
     ] = False,
+    n_bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples for CIs (recomputed from stored rows).")
+    ] = 1000,
+    confidence: ConfidenceOption = 0.95,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     db: DbOption = None,
 ) -> None:
     """Rows = models, columns = tasks (task@suite: accuracy under attack; task@3shot: a causal
@@ -638,24 +531,29 @@ def leaderboard(
     from bench.report.leaderboard import FORMATS, render
     from bench.report.leaderboard import group_seeds as group_seeds_rows
     from bench.report.leaderboard import plot as plot_rows
-    from bench.store import ResultStore
+    from bench.store import open_store
     from bench.summary import result_rows
 
     if fmt not in FORMATS:
         raise BenchError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if db is not None and not db.exists():
         raise BenchError(f"results database {db} does not exist")
-    with ResultStore(db) as store:
+    settings = _metric_settings(n_bootstrap, confidence, seed)
+    with open_store(db) as store:
         kinds = ["eval", "suite", "prompt_set"]
         if attacks or fmt in ("csv", "json"):
             kinds.append("attack")
         if templates or fmt in ("csv", "json"):
             kinds.append("prompt")
         records = store.latest_complete(kinds=kinds)
-        rows = result_rows(store, records, metric=metric)
-        # Only to say what there is instead; the baseline and spread are no metrics to rank by.
-        held = set() if rows else {n for r in records for n in store.metrics(r.run_key)}
-        held -= {"majority", "spread"}
+        rows = result_rows(store, records, metric=metric, settings=settings)
+        held: set[str] = set()
+        if not rows:  # only to say what there is instead
+            from bench.engine import run_metrics
+
+            held = {n for r in records for n in run_metrics(store, r, settings)}
+        # Baselines and flags stored beside the metrics, not metrics to rank by.
+        held -= {"majority", "spread", "dominant_label", "dominant_share"}
     if not records:
         raise BenchError("the results database holds no completed runs; run `bench run` first")
     if not rows:
@@ -674,6 +572,18 @@ def leaderboard(
         _echo(text)
     if plot is not None:
         _echo(str(plot_rows(rows, plot, metric=metric)))
+
+
+def _metric_settings(n_bootstrap: int, confidence: float, seed: int) -> Any:
+    from pydantic import ValidationError
+
+    from bench.records import MetricSettings
+
+    try:
+        return MetricSettings(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BenchError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
 
 
 # ---------------------------------------------------------------------------------------- transfer

@@ -213,12 +213,12 @@ def _load_base(
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from bench.models.classifier import _offline
+    from bench.models.hf_loading import offline
     from bench.models.identity import local_model_dir
 
     folder = local_model_dir(base)
     source = str(folder) if folder is not None else base
-    local_only = folder is not None or _offline()
+    local_only = folder is not None or offline()
     if folder is None:
         from bench.hub import ensure_hub_model
 
@@ -381,7 +381,7 @@ def finetune(
     import torch
 
     from bench import __version__
-    from bench.models.classifier import resolve_device
+    from bench.models.hf_loading import resolve_device
 
     config = config or FinetuneConfig()
     # The dataclass is mutable: a field changed after construction is checked here too.

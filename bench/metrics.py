@@ -13,9 +13,11 @@ is imported here.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +26,6 @@ from bench.errors import DataError, SpecError
 FloatArray = np.ndarray
 IntArray = np.ndarray
 
-# Aggregate metrics a task may request, plus "per_class" which adds precision/recall/f1 per label.
-KNOWN_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "ece", "brier", "per_class")
 PER_CLASS_PARTS: tuple[str, ...] = ("precision", "recall", "f1")
 
 # Cap on one chunk of the resample index matrix (elements), so memory stays ~32 MB at any n.
@@ -260,7 +260,257 @@ def _batched_ece(bins: IntArray, gap: FloatArray, idx: IntArray, n_bins: int) ->
 
 
 # --------------------------------------------------------------------------------------------------
-# All metrics of a task
+# The metric registry
+
+
+MetricFn = Callable[[Any, "IntArray | None"], Any]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: one function gives the point value (``idx is None``) and the values
+    over a batch of bootstrap resamples (``idx`` of shape (b, n): shape (b,), or (b, m) for a
+    metric with several outputs)."""
+
+    name: str
+    family: str
+    fn: MetricFn
+    # True: larger is better; False: smaller (ECE, Brier); None: a count or a descriptive figure.
+    higher_is_better: bool | None = True
+    # Whether a bootstrap interval is reported (counts and rates of a whole run have none).
+    ci: bool = True
+    # Names of a multi-output metric's values (``per_class``: precision/<label>, ...).
+    outputs: Callable[[Any], list[str]] | None = None
+    # The examples a metric is defined on, when not all of them (attack success rate: the
+    # attacked ones); resamples are drawn from that population.
+    population: Callable[[Any], Any] | None = None
+    description: str = ""
+
+    def names(self, data: Any) -> list[str]:
+        return self.outputs(data) if self.outputs is not None else [self.name]
+
+
+# (family, name) -> metric. A family is the shape of data a metric reads: "classification"
+# (labels and probabilities), "prompt" (per-example correctness), "attack" (attacked
+# examples), "suite" (robustness per example over a suite's attacks).
+METRICS: dict[tuple[str, str], Metric] = {}
+
+
+def metric(
+    name: str,
+    family: str,
+    *,
+    higher_is_better: bool | None = True,
+    ci: bool = True,
+    outputs: Callable[[Any], list[str]] | None = None,
+    population: Callable[[Any], Any] | None = None,
+    description: str = "",
+) -> Callable[[MetricFn], MetricFn]:
+    """Register ``fn(data, idx)`` as metric ``name`` of ``family`` (usable as a decorator)."""
+
+    def register(fn: MetricFn) -> MetricFn:
+        if (family, name) in METRICS:
+            raise ValueError(f"metric {name!r} of family {family!r} is registered twice")
+        METRICS[family, name] = Metric(
+            name,
+            family,
+            fn,
+            higher_is_better,
+            ci,
+            outputs,
+            population,
+            description or (fn.__doc__ or "").strip().split("\n")[0],
+        )
+        return fn
+
+    return register
+
+
+def family_metrics(family: str) -> list[str]:
+    return [name for fam, name in METRICS if fam == family]
+
+
+def higher_is_better(name: str) -> bool | None:
+    """The direction of a metric name (a per-class name like ``f1/pos`` reads its family's)."""
+    base = name.split("/", 1)[0]
+    base = {"precision": "per_class", "recall": "per_class", "f1": "per_class"}.get(base, base)
+    directions = {m.higher_is_better for (_, n), m in METRICS.items() if n == base}
+    return directions.pop() if len(directions) == 1 else None
+
+
+def compute(
+    family: str,
+    data: Any,
+    names: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, MetricValue]:
+    """Point values and percentile bootstrap CIs of ``names`` (metrics of ``family``), in the
+    order requested. Metrics on one population share their resamples, so their intervals are
+    mutually consistent and the same under the same seed whatever else is requested.
+    ``n_boot = 0`` skips the bootstrap. Undefined values (no population) are NaN."""
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be non-negative, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    wanted = [METRICS[family, name] for name in dict.fromkeys(names)]
+    out: dict[str, MetricValue] = {}
+    # Populations (by the metric that defines them) -> metrics whose CIs are drawn there.
+    groups: dict[Any, list[tuple[Metric, Any]]] = {}
+    for m in wanted:
+        subset = m.population(data) if m.population is not None else data
+        size = _size(subset)
+        points = np.atleast_1d(np.asarray(m.fn(subset, None), dtype=np.float64)) if size else None
+        for i, name in enumerate(m.names(data)):
+            out[name] = MetricValue(float(points[i]) if points is not None else math.nan)
+        if m.ci and n_boot > 0 and size:
+            groups.setdefault(m.population, []).append((m, subset))
+    for members in groups.values():
+        subset = members[0][1]
+
+        def stat_batch(idx: IntArray, members: list[tuple[Metric, Any]] = members) -> FloatArray:
+            cols = [np.asarray(m.fn(d, idx), dtype=np.float64) for m, d in members]
+            return np.concatenate([c[:, None] if c.ndim == 1 else c for c in cols], axis=1)
+
+        dist = bootstrap_distribution(stat_batch, _size(subset), n_boot, seed)
+        lows, highs = np.quantile(dist, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+        col = 0
+        for m, _ in members:
+            for name in m.names(data):
+                out[name] = MetricValue(out[name].value, float(lows[col]), float(highs[col]))
+                col += 1
+    return out
+
+
+def _size(data: Any) -> int:
+    return int(data.n)
+
+
+# --------------------------------------------------------------------------------------------------
+# Classification: labels and probabilities of a classifier's predictions
+
+
+@dataclass(frozen=True)
+class ClassificationData:
+    """Per-example arrays of a classifier run, derived once for every metric."""
+
+    labels: IntArray
+    probs: FloatArray
+    label_names: tuple[str, ...]
+    n_bins: int = 15
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.size)
+
+    @property
+    def k(self) -> int:
+        return int(self.probs.shape[1])
+
+    @functools.cached_property
+    def preds(self) -> IntArray:
+        return predictions(self.probs)
+
+    @functools.cached_property
+    def correct(self) -> FloatArray:
+        return (self.preds == self.labels).astype(np.float64)
+
+    @functools.cached_property
+    def codes(self) -> IntArray:
+        return np.asarray(self.labels * self.k + self.preds)
+
+    @functools.cached_property
+    def bins(self) -> IntArray:
+        return _ece_bins(self.probs.max(axis=1), self.n_bins)
+
+    @functools.cached_property
+    def gap(self) -> FloatArray:
+        return np.asarray(self.correct - self.probs.max(axis=1))
+
+    @functools.cached_property
+    def brier(self) -> FloatArray:
+        return _brier_per_example(self.labels, self.probs)
+
+    def prf(self, idx: IntArray | None) -> tuple[FloatArray, FloatArray, FloatArray]:
+        if idx is None:
+            conf = np.bincount(self.codes, minlength=self.k * self.k).reshape(self.k, self.k)
+        else:
+            conf = _batched_confusion(self.codes, idx, self.k)
+        return _prf_from_confusion(conf)[:3]
+
+
+def _mean(values: FloatArray, idx: IntArray | None) -> Any:
+    return float(values.mean()) if idx is None else values[idx].mean(axis=1)
+
+
+@metric("accuracy", "classification")
+def _accuracy(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Share of examples whose most probable label is the gold label."""
+    return _mean(d.correct, idx)
+
+
+@metric("macro_f1", "classification")
+def _macro_f1(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Unweighted mean F1 over all the task's classes."""
+    f1 = d.prf(idx)[2]
+    return float(f1.mean()) if idx is None else f1.mean(axis=1)
+
+
+@metric("ece", "classification", higher_is_better=False)
+def _ece(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Top-label expected calibration error, 15 equal-width bins."""
+    if idx is None:
+        sums = np.bincount(d.bins, weights=d.gap, minlength=d.n_bins)
+        return float(np.abs(sums).sum() / d.n)
+    return _batched_ece(d.bins, d.gap, idx, d.n_bins)
+
+
+@metric("brier", "classification", higher_is_better=False)
+def _brier(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Mean squared distance between the probabilities and the one-hot label."""
+    return _mean(d.brier, idx)
+
+
+def _per_class_names(d: ClassificationData) -> list[str]:
+    return [f"{part}/{name}" for part in PER_CLASS_PARTS for name in d.label_names]
+
+
+@metric("per_class", "classification", outputs=_per_class_names)
+def _per_class(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Precision, recall and F1 of every label."""
+    parts = d.prf(idx)
+    return np.concatenate(parts, axis=-1)
+
+
+@metric("majority", "classification", higher_is_better=None, ci=False)
+def _majority(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Accuracy of always predicting the most frequent gold label (the chance-level bar)."""
+    return majority_rate(d.labels, d.k)
+
+
+@metric("n", "classification", higher_is_better=None, ci=False)
+def _n(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Examples evaluated."""
+    return float(d.n)
+
+
+@metric("dominant_share", "classification", higher_is_better=None, ci=False)
+def _dominant_share(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Share of predictions taken by the most predicted label (1.0: a constant predictor)."""
+    return float(np.bincount(d.preds, minlength=d.k).max() / d.n)
+
+
+@metric("dominant_label", "classification", higher_is_better=None, ci=False)
+def _dominant_label(d: ClassificationData, idx: IntArray | None) -> Any:
+    """Index of the most predicted label (lowest on ties)."""
+    return float(np.argmax(np.bincount(d.preds, minlength=d.k)))
+
+
+# Aggregate metrics a task may request, plus "per_class" which adds precision/recall/f1 per label.
+KNOWN_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "ece", "brier", "per_class")
+# Recorded for every classifier run besides what the task requests.
+RUN_FIGURES: tuple[str, ...] = ("majority", "n", "dominant_share", "dominant_label")
 
 
 def compute_metrics(
@@ -282,76 +532,238 @@ def compute_metrics(
     unknown = [m for m in metrics if m not in KNOWN_METRICS]
     if unknown:
         raise SpecError(f"unknown metric(s) {unknown}; known: {', '.join(KNOWN_METRICS)}")
-    labels, probs, preds = _check_probs(labels, probs)
-    n, k = probs.shape
-    if len(label_names) != k:
-        raise ValueError(f"{len(label_names)} label names for {k} probability columns")
-    if n_boot < 0:
-        raise ValueError(f"n_boot must be non-negative, got {n_boot}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    labels, probs, _ = _check_probs(labels, probs)
+    if len(label_names) != probs.shape[1]:
+        raise ValueError(f"{len(label_names)} label names for {probs.shape[1]} probability columns")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be positive, got {n_bins}")
+    data = ClassificationData(labels, probs, tuple(label_names), n_bins)
+    return compute("classification", data, metrics, n_boot, seed, alpha)
 
-    wanted = list(dict.fromkeys(metrics))
-    names: list[str] = []
-    points: list[float] = []
-    correct = (preds == labels).astype(np.float64)
-    codes = labels * k + preds
-    conf = probs.max(axis=1)
-    bins = _ece_bins(conf, n_bins)
-    gap = correct - conf
-    brier_each = _brier_per_example(labels, probs) if "brier" in wanted else None
 
-    prec, rec, f1, _ = _prf_from_confusion(np.bincount(codes, minlength=k * k).reshape(k, k))
-    for m in wanted:
-        if m == "accuracy":
-            names.append(m)
-            points.append(float(correct.mean()))
-        elif m == "macro_f1":
-            names.append(m)
-            points.append(float(f1.mean()))
-        elif m == "ece":
-            names.append(m)
-            points.append(float(np.abs(np.bincount(bins, weights=gap, minlength=n_bins)).sum() / n))
-        elif m == "brier":
-            assert brier_each is not None
-            names.append(m)
-            points.append(float(brier_each.mean()))
-        else:  # per_class
-            for part, values in zip(PER_CLASS_PARTS, (prec, rec, f1), strict=True):
-                names.extend(f"{part}/{name}" for name in label_names)
-                points.extend(float(v) for v in values)
+# --------------------------------------------------------------------------------------------------
+# Prompted runs: per-example correctness (a template's 0/1, or the mean over a set's templates)
 
-    if n_boot == 0:
-        return {name: MetricValue(value) for name, value in zip(names, points, strict=True)}
 
-    needs_confusion = "macro_f1" in wanted or "per_class" in wanted
+@dataclass(frozen=True)
+class PromptData:
+    """Correctness per example (by raw and by length-normalised loglikelihood), the gold labels
+    and the task's kind; ``per_template`` holds each template's accuracy for a prompt set."""
 
-    def stat_batch(idx: IntArray) -> FloatArray:
-        cm = _batched_confusion(codes, idx, k) if needs_confusion else None
-        bp, br, bf = _prf_from_confusion(cm)[:3] if cm is not None else (None, None, None)
-        cols: list[FloatArray] = []
-        for m in wanted:
-            if m == "accuracy":
-                cols.append(correct[idx].mean(axis=1)[:, None])
-            elif m == "macro_f1":
-                assert bf is not None
-                cols.append(bf.mean(axis=1)[:, None])
-            elif m == "ece":
-                cols.append(_batched_ece(bins, gap, idx, n_bins)[:, None])
-            elif m == "brier":
-                assert brier_each is not None
-                cols.append(brier_each[idx].mean(axis=1)[:, None])
-            else:
-                assert bp is not None and br is not None and bf is not None
-                cols.extend([bp, br, bf])
-        return np.concatenate(cols, axis=1)
+    hits: FloatArray
+    hits_norm: FloatArray
+    labels: IntArray
+    n_labels: int
+    task_kind: str
+    per_template: FloatArray | None = None
 
-    dist = bootstrap_distribution(stat_batch, n, n_boot, seed)
-    lows, highs = np.quantile(dist, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
-    return {
-        name: MetricValue(value, float(lo), float(hi))
-        for name, value, lo, hi in zip(names, points, lows, highs, strict=True)
-    }
+    @property
+    def n(self) -> int:
+        return int(self.hits.size)
+
+
+@metric("accuracy", "prompt")
+def _prompt_accuracy(d: PromptData, idx: IntArray | None) -> Any:
+    """Share answered correctly (a set: each example's correctness averaged over templates)."""
+    return _mean(d.hits, idx)
+
+
+@metric("accuracy_norm", "prompt")
+def _prompt_accuracy_norm(d: PromptData, idx: IntArray | None) -> Any:
+    """Accuracy when each answer's loglikelihood is divided by its length in characters."""
+    return _mean(d.hits_norm, idx)
+
+
+@metric("exact_match", "prompt")
+def _exact_match(d: PromptData, idx: IntArray | None) -> Any:
+    """A generation task's accuracy, under lm-evaluation-harness's name."""
+    return _mean(d.hits, idx)
+
+
+@metric("majority", "prompt", higher_is_better=None, ci=False)
+def _prompt_majority(d: PromptData, idx: IntArray | None) -> Any:
+    """Majority-class rate of a classification task's gold labels."""
+    return majority_rate(d.labels, d.n_labels)
+
+
+@metric("n", "prompt", higher_is_better=None, ci=False)
+def _prompt_n(d: PromptData, idx: IntArray | None) -> Any:
+    """Questions answered."""
+    return float(d.n)
+
+
+@metric("n_templates", "prompt", higher_is_better=None, ci=False)
+def _n_templates(d: PromptData, idx: IntArray | None) -> Any:
+    """Templates a prompt set averages over."""
+    return float(len(d.per_template)) if d.per_template is not None else math.nan
+
+
+@metric("spread", "prompt", higher_is_better=None, ci=False)
+def _spread(d: PromptData, idx: IntArray | None) -> Any:
+    """Max - min of the templates' accuracies (prompt sensitivity)."""
+    if d.per_template is None or len(d.per_template) < 2:
+        return math.nan
+    return float(d.per_template.max() - d.per_template.min())
+
+
+@metric("template_sd", "prompt", higher_is_better=None, ci=False)
+def _template_sd(d: PromptData, idx: IntArray | None) -> Any:
+    """Standard deviation of the templates' accuracies."""
+    if d.per_template is None or len(d.per_template) < 2:
+        return math.nan
+    return float(d.per_template.std(ddof=1))
+
+
+def prompt_metric_names(task_kind: str, summary: bool = False) -> list[str]:
+    """What a prompted run reports: accuracy and its length-normalised variant (or exact match
+    for generation), the majority rate of a classification task, and a set's spread."""
+    names = ["accuracy", "n", "exact_match" if task_kind == "generation" else "accuracy_norm"]
+    if task_kind == "classification":
+        names.append("majority")
+    if summary:
+        names += ["n_templates", "spread", "template_sd"]
+    return names
+
+
+# --------------------------------------------------------------------------------------------------
+# Attacks: attacked examples (TextAttack's summary figures), and a suite's worst case
+
+
+@dataclass(frozen=True)
+class AttackData:
+    """One attack run's outcomes: status per example, clean correctness, perturbed-word share
+    of successful attacks, queries of attacked ones."""
+
+    status: np.ndarray  # "succeeded" | "failed" | "skipped"
+    clean: FloatArray
+    labels: IntArray
+    k: int
+    perturbed_pct: FloatArray
+    queries: FloatArray
+
+    @property
+    def n(self) -> int:
+        return int(self.status.size)
+
+    def attacked(self) -> AttackData:
+        keep = self.status != "skipped"
+        return replace(
+            self, status=self.status[keep], clean=self.clean[keep], labels=self.labels[keep]
+        )
+
+
+@metric("clean_accuracy", "attack")
+def _clean_accuracy(d: AttackData, idx: IntArray | None) -> Any:
+    """Accuracy on the sampled examples before any attack."""
+    return _mean(d.clean, idx)
+
+
+@metric("accuracy_under_attack", "attack")
+def _under_attack(d: AttackData, idx: IntArray | None) -> Any:
+    """Share of examples classified correctly that the attack failed to flip."""
+    return _mean((d.status == "failed").astype(np.float64), idx)
+
+
+@metric("attack_success_rate", "attack", higher_is_better=None, population=AttackData.attacked)
+def _success_rate(d: AttackData, idx: IntArray | None) -> Any:
+    """Share of attacked (correctly classified, not skipped) examples the attack flipped."""
+    return _mean((d.status == "succeeded").astype(np.float64), idx)
+
+
+@metric("skipped_rate", "attack", higher_is_better=None, ci=False)
+def _skipped_rate(d: AttackData, idx: IntArray | None) -> Any:
+    """Share of examples not attacked (misclassified before the attack)."""
+    return float((d.status == "skipped").mean())
+
+
+@metric("avg_perturbed_word_pct", "attack", higher_is_better=None, ci=False)
+def _perturbed_pct(d: AttackData, idx: IntArray | None) -> Any:
+    """Mean share of words changed, over successful attacks (percent)."""
+    return float(d.perturbed_pct.mean()) if d.perturbed_pct.size else math.nan
+
+
+@metric("avg_queries", "attack", higher_is_better=None, ci=False)
+def _avg_queries(d: AttackData, idx: IntArray | None) -> Any:
+    """Mean model queries per attacked example."""
+    return float(d.queries.mean()) if d.queries.size else math.nan
+
+
+@metric("majority", "attack", higher_is_better=None, ci=False)
+def _attack_majority(d: AttackData, idx: IntArray | None) -> Any:
+    """A constant classifier cannot be attacked: its accuracy under attack is this rate."""
+    return majority_rate(d.labels, d.k)
+
+
+@metric("n", "attack", higher_is_better=None, ci=False)
+def _attack_n(d: AttackData, idx: IntArray | None) -> Any:
+    """Examples sampled for the attack."""
+    return float(d.n)
+
+
+for _status in ("succeeded", "failed", "skipped"):
+
+    def _count(d: AttackData, idx: IntArray | None, status: str = _status) -> Any:
+        return float((d.status == status).sum())
+
+    metric(_status, "attack", higher_is_better=None, ci=False, description=f"Examples {_status}.")(
+        _count
+    )
+
+
+ATTACK_METRICS: tuple[str, ...] = (
+    "clean_accuracy",
+    "accuracy_under_attack",
+    "attack_success_rate",
+    "skipped_rate",
+    "avg_perturbed_word_pct",
+    "avg_queries",
+    "majority",
+    "n",
+    "succeeded",
+    "failed",
+    "skipped",
+)
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    """Per example: robust (correct, and no attack of the suite flipped it) and clean."""
+
+    robust: FloatArray
+    clean: FloatArray
+    labels: IntArray
+    k: int
+
+    @property
+    def n(self) -> int:
+        return int(self.robust.size)
+
+
+@metric("accuracy_under_attack", "suite")
+def _suite_under_attack(d: SuiteData, idx: IntArray | None) -> Any:
+    """Share of examples no attack of the suite broke (the worst case over its attacks)."""
+    return _mean(d.robust, idx)
+
+
+@metric("clean_accuracy", "suite")
+def _suite_clean(d: SuiteData, idx: IntArray | None) -> Any:
+    """Accuracy on the sampled examples before any attack."""
+    return _mean(d.clean, idx)
+
+
+@metric("majority", "suite", higher_is_better=None, ci=False)
+def _suite_majority(d: SuiteData, idx: IntArray | None) -> Any:
+    """Majority-class rate of the sampled examples."""
+    return majority_rate(d.labels, d.k)
+
+
+@metric("n", "suite", higher_is_better=None, ci=False)
+def _suite_n(d: SuiteData, idx: IntArray | None) -> Any:
+    """Examples sampled."""
+    return float(d.n)
+
+
+SUITE_METRICS: tuple[str, ...] = ("accuracy_under_attack", "clean_accuracy", "majority", "n")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,27 +16,29 @@ i.e. how much the score depends on the wording.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from bench._version import __version__
+from bench.engine import Engine, RunOutcome, RunPlan, WorkUnit, library_versions
 from bench.errors import BenchError, ModelError, SpecError
-from bench.progress import make_progress
 from bench.prompts import PromptRequest, build_request, extract_answer, prompt_spec
-from bench.runner import library_versions
+from bench.records import (
+    MetricSettings,
+    PromptRow,
+    PromptRunConfig,
+    PromptSetRunConfig,
+    RunRecord,
+)
 from bench.specs import ModelSpec, PromptConfig, canonical_json, sha256_text
-from bench.store import PromptRow, ResultStore, RunRecord, StoredMetric, run_key
+from bench.store import PROMPT_TABLE, ResultStore, run_key
 from bench.tasks.examples import Example, TaskData
 from bench.tasks.loading import sample_examples
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from bench.models.causal import CausalLM
-    from bench.models.classifier import HFClassifier
+    from bench.backends import Classifier, LanguageModel, LoadSettings, ModelPool
+    from bench.metrics import MetricValue
 
 Adapter = Literal["causal", "nli"]
 # Questions answered per stored chunk: small enough that a kill loses little, large enough that
@@ -66,12 +68,151 @@ class PlannedPrompt:
         return column_name(self.k, self.template)
 
 
+# What prompting returns (the engine's outcome type).
+PromptOutcome = RunOutcome
+
+
+@dataclass
+class _Started:
+    model: Any  # a LanguageModel, or a Classifier answering zero-shot
+    nli: bool
+    chat: bool
+    batch_size: int
+
+
+class PromptKind:
+    """A task posed as prompts with one (shot count, template): one row per question (the exact
+    prompt, the answers scored and their loglikelihoods, or the generated text); work units are
+    chunks of 32 questions, longest prompts first."""
+
+    name = "prompt"
+    table = PROMPT_TABLE
+
+    def start(self, plan: RunPlan, models: ModelPool) -> tuple[_Started, RunRecord]:
+        config: PromptConfig = plan.detail.config
+        planned: PlannedPrompt = plan.detail.planned
+        nli = planned.identity.get("adapter") == "nli"
+        model: Any
+        if nli:
+            model = models.classifier(plan.model, _load_settings(config, nli=True))
+            chat = False
+        else:
+            model = models.language_model(plan.model, _load_settings(config, nli=False))
+            chat = config.chat_template and model.has_chat_template
+        record = replace(
+            plan.record,
+            config=plan.record.config.model_copy(
+                update={"device": model.device, "chat_template_used": chat}
+            ),
+        )
+        return _Started(model, nli, chat, config.batch_size), record
+
+    def units(self, plan: RunPlan, state: _Started) -> list[WorkUnit]:
+        planned: PlannedPrompt = plan.detail.planned
+        # Longest prompts first: chunks then hold similar lengths, and a prompt too long for
+        # memory fails at once rather than at the end.
+        order = sorted(range(len(plan.examples)), key=lambda j: -len(planned.requests[j].context))
+        return [WorkUnit(tuple(order[i : i + _CHUNK])) for i in range(0, len(order), _CHUNK)]
+
+    def compute(
+        self, plan: RunPlan, state: _Started, units: Sequence[WorkUnit]
+    ) -> Iterator[list[PromptRow]]:
+        planned: PlannedPrompt = plan.detail.planned
+        for unit in units:
+            if state.nli:
+                yield _answer_nli(state.model, planned, unit.positions, state.batch_size)
+            else:
+                yield _answer_lm(state.model, planned, unit.positions, state.chat, state.batch_size)
+
+    def stats(self, state: _Started) -> dict[str, float]:
+        return {}
+
+    def metrics(
+        self, store: ResultStore, record: RunRecord, settings: MetricSettings
+    ) -> dict[str, MetricValue]:
+        import numpy as np
+
+        from bench.metrics import PromptData, compute, prompt_metric_names
+
+        rows = store.prompt_rows(record.run_key)
+        kind = record.config.task_kind if isinstance(record.config, PromptRunConfig) else ""
+        data = PromptData(
+            np.array([r.correct for r in rows], dtype=np.float64),
+            np.array([r.correct_norm for r in rows], dtype=np.float64),
+            np.array([r.label for r in rows], dtype=np.int64),
+            len(record.label_names),
+            kind,
+        )
+        names = prompt_metric_names(kind)
+        return compute("prompt", data, names, settings.n_bootstrap, settings.seed, settings.alpha)
+
+
+class PromptSetKind:
+    """One (task, model, shot count) over its templates: the mean, its CI, the spread."""
+
+    name = "prompt_set"
+
+    def record(self, key: str, members: Sequence[RunRecord], detail: Any) -> RunRecord:
+        first = members[0]
+        assert isinstance(first.config, PromptRunConfig)
+        config = PromptSetRunConfig(
+            **first.config.model_dump(exclude={"template"}),
+            templates=[m.config.template for m in members if isinstance(m.config, PromptRunConfig)],
+        )
+        # The set describes the same task, model and settings as its template runs.
+        return replace(
+            first,
+            run_key=key,
+            kind="prompt_set",
+            config=config,
+            column=column_name(first.config.k),
+            profile_hash=None,
+        )
+
+    def metrics(
+        self, store: ResultStore, record: RunRecord, settings: MetricSettings
+    ) -> dict[str, MetricValue]:
+        import numpy as np
+
+        from bench.metrics import PromptData, compute, prompt_metric_names
+
+        per_template = [store.prompt_rows(k) for k in record.members]
+        indices = [r.idx for r in per_template[0]]
+        if any([r.idx for r in rows] != indices for rows in per_template):
+            raise BenchError("the templates of one prompt set ran on different examples")
+        hits = np.array([[r.correct for r in rows] for rows in per_template], dtype=np.float64)
+        hits_norm = np.array(
+            [[r.correct_norm for r in rows] for rows in per_template], dtype=np.float64
+        )
+        kind = record.config.task_kind if isinstance(record.config, PromptSetRunConfig) else ""
+        data = PromptData(
+            hits.mean(axis=0),
+            hits_norm.mean(axis=0),
+            np.array([r.label for r in per_template[0]], dtype=np.int64),
+            len(record.label_names),
+            kind,
+            per_template=hits.mean(axis=1),
+        )
+        names = prompt_metric_names(kind, summary=True)
+        return compute("prompt", data, names, settings.n_bootstrap, settings.seed, settings.alpha)
+
+
+PROMPT = PromptKind()
+PROMPT_SET = PromptSetKind()
+
+
 @dataclass(frozen=True)
-class PromptOutcome:
-    record: RunRecord
-    metrics: dict[str, StoredMetric]
-    cached: bool
-    answered: int = 0
+class _Detail:
+    planned: PlannedPrompt
+    config: PromptConfig
+
+
+def _load_settings(config: PromptConfig, nli: bool) -> LoadSettings:
+    from bench.backends import LoadSettings
+
+    # An NLI classifier's inputs are one premise and a short hypothesis: 256 tokens suffice.
+    max_length = (config.max_length or 256) if nli else config.max_length
+    return LoadSettings(config.device, config.dtype, max_length)
 
 
 @dataclass
@@ -81,9 +222,18 @@ class PromptRunner:
     store: ResultStore
     config: PromptConfig = field(default_factory=PromptConfig)
     progress: bool = True
-    _lms: dict[str, CausalLM] = field(default_factory=dict, init=False, repr=False)
-    _nli: dict[str, HFClassifier] = field(default_factory=dict, init=False, repr=False)
-    _identities: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    engine: Engine | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = Engine(
+                self.store, progress=self.progress, metric_settings=self.config.metric_settings()
+            )
+
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
 
     # ---------------------------------------------------------------------------------------------
     # Planning
@@ -141,326 +291,201 @@ class PromptRunner:
         identity = {"adapter": "nli", "hypothesis": spec.hypothesis, "choices": spec.choices}
         return PlannedPrompt(task, 0, 0, examples, requests, identity)
 
-    # ---------------------------------------------------------------------------------------------
-    # Models
-
-    def _identity(self, spec: ModelSpec) -> dict[str, Any]:
-        key = spec.canonical()
-        if key not in self._identities:
-            from bench.models.identity import model_identity
-
-            self._identities[key] = model_identity(spec.path, spec.revision)
-        return self._identities[key]
-
-    def _lm(self, spec: ModelSpec) -> CausalLM:
-        key = spec.canonical()
-        if key not in self._lms:
-            from bench.models.causal import CausalLM
-
-            self._lms[key] = CausalLM.from_spec(
-                spec, self.config.device, self.config.dtype, self.config.max_length
-            )
-        return self._lms[key]
-
-    def _classifier(self, spec: ModelSpec) -> HFClassifier:
-        key = spec.canonical()
-        if key not in self._nli:
-            from bench.models.classifier import HFClassifier
-
-            self._nli[key] = HFClassifier.from_spec(
-                spec, self.config.device, self.config.dtype, self.config.max_length or 256
-            )
-        return self._nli[key]
-
-    @cached_property
-    def config_identity(self) -> dict[str, Any]:
-        from bench.models.classifier import resolve_device, resolve_dtype
-
-        ident = self.config.identity()
-        ident["dtype"] = resolve_dtype(self.config.dtype, resolve_device(self.config.device))
-        return ident
-
-    def key_for(self, planned: PlannedPrompt, model: ModelSpec) -> str:
-        return run_key(
+    def run_plan(self, planned: PlannedPrompt, model: ModelSpec) -> RunPlan:
+        """The engine's plan for one (shot count, template) of ``model``."""
+        pool = self._engine.models
+        identity = pool.identity(model)
+        nli = planned.identity.get("adapter") == "nli"
+        answers = {
+            **self.config.identity(),
+            **pool.key_settings(model, _load_settings(self.config, nli)),
+        }
+        key = run_key(
             {
                 "kind": "prompt",
                 "task": planned.task.data_hash,
                 "prompt": planned.identity,
-                "model": self._identity(model)["hash"],
-                "config": self.config_identity,
+                "model": identity.key(),
+                "config": answers,
                 "harness": __version__,
             }
         )
+        task = planned.task
+        config = PromptRunConfig(
+            **answers,
+            seed=self.config.seed,
+            batch_size=self.config.batch_size,
+            n_bootstrap=self.config.n_bootstrap,
+            k=planned.k,
+            template=planned.template + 1,
+            adapter="nli" if nli else "causal",
+            task_kind=task.spec.kind,
+        )
+        record = RunRecord(
+            run_key=key,
+            kind="prompt",
+            task=task.spec.name,
+            task_version=task.spec.version,
+            task_hash=task.data_hash,
+            model=model.name,
+            model_path=model.path,
+            model_hash=identity.hash,
+            config=config,
+            split=self.config.split,
+            n_examples=len(planned.examples),
+            label_names=list(task.spec.labels),
+            label_mapping={},
+            seed=self.config.seed,
+            harness_version=__version__,
+            versions=library_versions(),
+            column=planned.column,
+            profile_hash=sha256_text(canonical_json(planned.identity))[:12],
+            backend=identity.backend,
+        )
+        label = f"{task.spec.name} · {model.name} · {planned.column}"
+        detail = _Detail(planned, self.config)
+        return RunPlan(PROMPT, key, task, model, identity, planned.examples, record, label, detail)
+
+    def key_for(self, planned: PlannedPrompt, model: ModelSpec) -> str:
+        return self.run_plan(planned, model).key
 
     # ---------------------------------------------------------------------------------------------
     # Running
 
     def run(
         self, model: ModelSpec, planned: Sequence[PlannedPrompt]
-    ) -> tuple[list[PromptOutcome], list[PromptOutcome]]:
+    ) -> tuple[list[RunOutcome], list[RunOutcome]]:
         """Every planned prompt, then one summary per (task, shot count) over its templates."""
         outcomes = [self.run_one(model, p) for p in planned]
-        groups: dict[tuple[str, int], list[PromptOutcome]] = {}
+        groups: dict[tuple[str, int], list[RunOutcome]] = {}
         for p, o in zip(planned, outcomes, strict=True):
             groups.setdefault((p.task.data_hash, p.k), []).append(o)
-        summaries = [self._summary(group) for group in groups.values()]
+        summaries = [self._engine.summarize(PROMPT_SET, group) for group in groups.values()]
         return outcomes, summaries
 
-    def run_one(self, model: ModelSpec, planned: PlannedPrompt) -> PromptOutcome:
-        key = self.key_for(planned, model)
-        existing = self.store.get_run(key)
-        if existing is not None and existing.status == "complete":
-            return PromptOutcome(existing, self.store.metrics(key), cached=True)
-        nli = planned.identity.get("adapter") == "nli"
-        adapter: Any = self._classifier(model) if nli else self._lm(model)
-        task = planned.task
-        chat = (not nli) and self.config.chat_template and adapter.has_chat_template
-        self.store.begin_run(
-            RunRecord(
-                run_key=key,
-                kind="prompt",
-                task=task.spec.name,
-                task_version=task.spec.version,
-                task_hash=task.data_hash,
-                model=model.name,
-                model_path=model.path,
-                model_hash=self._identity(model)["hash"],
-                config={
-                    **self.config_identity,
-                    "column": planned.column,
-                    "k": planned.k,
-                    "template": planned.template + 1,
-                    "adapter": "nli" if nli else "causal",
-                    "task_kind": task.spec.kind,
-                    "chat_template_used": chat,
-                    "prompt_hash": sha256_text(canonical_json(planned.identity))[:12],
-                    "batch_size": self.config.batch_size,
-                    "device": adapter.device,
-                },
-                split=self.config.split,
-                n_examples=len(planned.examples),
-                label_names=list(task.spec.labels),
-                label_mapping={},
-                seed=self.config.seed,
-                harness_version=__version__,
-                versions=library_versions(),
-            )
+    def run_one(self, model: ModelSpec, planned: PlannedPrompt) -> RunOutcome:
+        return self._engine.run(self.run_plan(planned, model))
+
+
+def _answer_lm(
+    lm: LanguageModel,
+    planned: PlannedPrompt,
+    chunk: Sequence[int],
+    chat: bool,
+    batch_size: int,
+) -> list[PromptRow]:
+    reqs = [planned.requests[j] for j in chunk]
+    prompts = [lm.apply_chat_template(r.messages()) if chat else r.context for r in reqs]
+    if planned.task.spec.kind == "generation":
+        spec = prompt_spec(planned.task.spec)
+        outputs = lm.greedy_until(
+            [(p, list(spec.stop)) for p in prompts],
+            max_new_tokens=spec.max_new_tokens,
+            batch_size=batch_size,
         )
-        done = self.store.prompted_indices(key)
-        todo = [j for j, ex in enumerate(planned.examples) if ex.idx not in done]
-        label = f"{task.spec.name} · {model.name} · {planned.column}"
-        answered = 0
-        with make_progress(self.progress) as bar:
-            tid = bar.add_task(label, total=len(planned.examples), completed=len(done))
-            started = time.perf_counter()
-            # Longest prompts first: chunks then hold similar lengths, and a prompt too long for
-            # memory fails at once rather than at the end.
-            todo.sort(key=lambda j: -len(planned.requests[j].context))
-            for start in range(0, len(todo), _CHUNK):
-                chunk = todo[start : start + _CHUNK]
-                if nli:
-                    rows = self._answer_nli(adapter, planned, chunk)
-                else:
-                    rows = self._answer_lm(adapter, planned, chunk, chat)
-                new = self.store.add_prompt_rows(key, rows)
-                answered += new
-                bar.advance(tid, new)
-            self.store.add_compute_time(key, time.perf_counter() - started)
-        return PromptOutcome(self._finish(key, planned), self.store.metrics(key), False, answered)
-
-    def _answer_lm(
-        self, lm: CausalLM, planned: PlannedPrompt, chunk: Sequence[int], chat: bool
-    ) -> list[PromptRow]:
-        reqs = [planned.requests[j] for j in chunk]
-        prompts = [lm.apply_chat_template(r.messages()) if chat else r.context for r in reqs]
-        if planned.task.spec.kind == "generation":
-            spec = prompt_spec(planned.task.spec)
-            outputs = lm.greedy_until(
-                [(p, list(spec.stop)) for p in prompts],
-                max_new_tokens=spec.max_new_tokens,
-                batch_size=self.config.batch_size,
-            )
-            rows = []
-            for j, prompt, out in zip(chunk, prompts, outputs, strict=True):
-                ex, req = planned.examples[j], planned.requests[j]
-                answer = extract_answer(out, spec.answer_pattern, spec.answer_match)
-                # The target is read with the same pattern, so "+5" and "5" style differences
-                # in the data do not count against the model.
-                gold = extract_answer(req.target, spec.answer_pattern, spec.answer_match)
-                hit = answer != "" and answer == gold
-                rows.append(
-                    PromptRow(
-                        idx=ex.idx,
-                        uid=ex.uid,
-                        label=ex.label,
-                        pred=-1,
-                        pred_norm=-1,
-                        scores=[],
-                        prompt=prompt,
-                        output=out,
-                        answer=answer,
-                        target=req.target,
-                        correct=hit,
-                        correct_norm=hit,
-                        shots=req.shots,
-                    )
-                )
-            return rows
-        from bench.models.causal import choose
-
-        # With a chat template the answer opens the assistant turn: no delimiter before it.
-        continuations = [r.answers if chat else r.choices for r in reqs]
-        flat = [(p, c) for p, conts in zip(prompts, continuations, strict=True) for c in conts]
-        scored = lm.loglikelihood(flat, batch_size=self.config.batch_size)
         rows = []
-        pos = 0
-        for j, prompt, conts in zip(chunk, prompts, continuations, strict=True):
+        for j, prompt, out in zip(chunk, prompts, outputs, strict=True):
             ex, req = planned.examples[j], planned.requests[j]
-            logliks = [ll for ll, _, _ in scored[pos : pos + len(conts)]]
-            pos += len(conts)
-            # Normalised by the answer's own length, whatever delimiter precedes it.
-            acc, acc_norm = choose(logliks, req.answers)
+            answer = extract_answer(out, spec.answer_pattern, spec.answer_match)
+            # The target is read with the same pattern, so "+5" and "5" style differences
+            # in the data do not count against the model.
+            gold = extract_answer(req.target, spec.answer_pattern, spec.answer_match)
+            hit = answer != "" and answer == gold
             rows.append(
                 PromptRow(
                     idx=ex.idx,
                     uid=ex.uid,
                     label=ex.label,
-                    pred=acc,
-                    pred_norm=acc_norm,
-                    scores=logliks,
+                    pred=-1,
+                    pred_norm=-1,
+                    scores=[],
                     prompt=prompt,
-                    output=req.answers[acc],
-                    answer=req.answers[acc],
-                    target=req.answers[ex.label],
-                    correct=acc == ex.label,
-                    correct_norm=acc_norm == ex.label,
+                    output=out,
+                    answer=answer,
+                    target=req.target,
+                    correct=hit,
+                    correct_norm=hit,
                     shots=req.shots,
                 )
             )
         return rows
+    from bench.models.causal import choose
 
-    def _answer_nli(
-        self, classifier: HFClassifier, planned: PlannedPrompt, chunk: Sequence[int]
-    ) -> list[PromptRow]:
-        import numpy as np
-
-        spec = prompt_spec(planned.task.spec)
-        assert spec.hypothesis is not None
-        entail = _entailment_index(classifier)
-        answers = planned.requests[0].answers
-        pairs = [
-            (planned.examples[j].inputs[0], spec.hypothesis.replace("{choice}", a))
-            for j in chunk
-            for a in answers
-        ]
-        logits = np.zeros((len(pairs), classifier.num_labels), dtype=np.float32)
-        for positions, batch in classifier.predict_batches(pairs, self.config.batch_size):
-            logits[positions] = batch
-        # As the zero-shot pipelines do: the entailment logits of one example's hypotheses,
-        # normalised against each other.
-        ent = logits[:, entail].reshape(len(chunk), len(answers)).astype(np.float64)
-        probs = np.exp(ent - ent.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        rows = []
-        for row, j in enumerate(chunk):
-            ex = planned.examples[j]
-            pred = int(np.argmax(ent[row]))
-            rows.append(
-                PromptRow(
-                    idx=ex.idx,
-                    uid=ex.uid,
-                    label=ex.label,
-                    pred=pred,
-                    pred_norm=pred,
-                    scores=probs[row].tolist(),
-                    prompt=ex.inputs[0],
-                    output=answers[pred],
-                    answer=answers[pred],
-                    target=answers[ex.label],
-                    correct=pred == ex.label,
-                    correct_norm=pred == ex.label,
-                    shots=[],
-                )
-            )
-        return rows
-
-    # ---------------------------------------------------------------------------------------------
-    # Metrics
-
-    def _finish(self, key: str, planned: PlannedPrompt) -> RunRecord:
-        import numpy as np
-
-        rows = self.store.prompt_rows(key)
-        if len(rows) != len(planned.examples):
-            raise BenchError(
-                f"run {key}: {len(rows)} stored answers for {len(planned.examples)} examples"
-            )
-        metrics = _accuracy_metrics(
-            np.array([r.correct for r in rows], dtype=np.float64),
-            np.array([r.correct_norm for r in rows], dtype=np.float64),
-            planned.task.spec.kind,
-            [r.label for r in rows],
-            len(planned.task.spec.labels),
-            self.config,
-        )
-        self.store.finish_run(key, [StoredMetric(key, *m) for m in metrics])
-        final = self.store.get_run(key)
-        assert final is not None
-        return final
-
-    def _summary(self, outcomes: Sequence[PromptOutcome]) -> PromptOutcome:
-        """One (task, model, shot count) over its templates: the mean, its CI, the spread."""
-        import numpy as np
-
-        keys = [o.record.run_key for o in outcomes]
-        key = run_key({"kind": "prompt_set", "runs": keys, "harness": __version__})
-        existing = self.store.get_run(key)
-        if existing is not None and existing.status == "complete":
-            return PromptOutcome(existing, self.store.metrics(key), cached=True)
-        per_template = [self.store.prompt_rows(k) for k in keys]
-        indices = [r.idx for r in per_template[0]]
-        if any([r.idx for r in rows] != indices for rows in per_template):
-            raise BenchError("the templates of one prompt set ran on different examples")
-        first = outcomes[0].record
-        # The set describes the same task, model and settings as its template runs.
-        self.store.begin_run(
-            replace(
-                first,
-                run_key=key,
-                kind="prompt_set",
-                config={
-                    **{k: v for k, v in first.config.items() if k not in _PER_TEMPLATE},
-                    "column": column_name(int(first.config["k"])),
-                    "templates": [o.record.config["template"] for o in outcomes],
-                    "prompt_runs": keys,
-                },
+    # With a chat template the answer opens the assistant turn: no delimiter before it.
+    continuations = [r.answers if chat else r.choices for r in reqs]
+    flat = [(p, c) for p, conts in zip(prompts, continuations, strict=True) for c in conts]
+    scored = lm.loglikelihood(flat, batch_size=batch_size)
+    rows = []
+    pos = 0
+    for j, prompt, conts in zip(chunk, prompts, continuations, strict=True):
+        ex, req = planned.examples[j], planned.requests[j]
+        logliks = [ll for ll, _, _ in scored[pos : pos + len(conts)]]
+        pos += len(conts)
+        # Normalised by the answer's own length, whatever delimiter precedes it.
+        acc, acc_norm = choose(logliks, req.answers)
+        rows.append(
+            PromptRow(
+                idx=ex.idx,
+                uid=ex.uid,
+                label=ex.label,
+                pred=acc,
+                pred_norm=acc_norm,
+                scores=logliks,
+                prompt=prompt,
+                output=req.answers[acc],
+                answer=req.answers[acc],
+                target=req.answers[ex.label],
+                correct=acc == ex.label,
+                correct_norm=acc_norm == ex.label,
+                shots=req.shots,
+                choices=list(conts),
             )
         )
-        hits = np.array([[r.correct for r in rows] for rows in per_template], dtype=np.float64)
-        hits_norm = np.array(
-            [[r.correct_norm for r in rows] for rows in per_template], dtype=np.float64
-        )
-        metrics = _accuracy_metrics(
-            hits.mean(axis=0),
-            hits_norm.mean(axis=0),
-            str(first.config["task_kind"]),
-            [r.label for r in per_template[0]],
-            len(first.label_names),
-            self.config,
-        )
-        per = hits.mean(axis=1)
-        metrics.append(("n_templates", float(len(keys)), None, None))
-        if len(keys) > 1:
-            metrics.append(("spread", float(per.max() - per.min()), None, None))
-            metrics.append(("template_sd", float(per.std(ddof=1)), None, None))
-        self.store.finish_run(key, [StoredMetric(key, *m) for m in metrics])
-        final = self.store.get_run(key)
-        assert final is not None
-        return PromptOutcome(final, self.store.metrics(key), cached=False)
+    return rows
 
 
-# Config entries that describe one template's run, not the set.
-_PER_TEMPLATE = {"column", "template", "prompt_hash"}
+def _answer_nli(
+    classifier: Classifier, planned: PlannedPrompt, chunk: Sequence[int], batch_size: int
+) -> list[PromptRow]:
+    import numpy as np
+
+    spec = prompt_spec(planned.task.spec)
+    assert spec.hypothesis is not None
+    entail = _entailment_index(classifier)
+    answers = planned.requests[0].answers
+    hypotheses = [spec.hypothesis.replace("{choice}", a) for a in answers]
+    pairs = [(planned.examples[j].inputs[0], h) for j in chunk for h in hypotheses]
+    logits = np.zeros((len(pairs), classifier.num_labels), dtype=np.float32)
+    for positions, batch in classifier.predict_batches(pairs, batch_size):
+        logits[positions] = batch
+    # As the zero-shot pipelines do: the entailment logits of one example's hypotheses,
+    # normalised against each other.
+    ent = logits[:, entail].reshape(len(chunk), len(answers)).astype(np.float64)
+    probs = np.exp(ent - ent.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    rows = []
+    for row, j in enumerate(chunk):
+        ex = planned.examples[j]
+        pred = int(np.argmax(ent[row]))
+        rows.append(
+            PromptRow(
+                idx=ex.idx,
+                uid=ex.uid,
+                label=ex.label,
+                pred=pred,
+                pred_norm=pred,
+                scores=probs[row].tolist(),
+                prompt=ex.inputs[0],
+                output=answers[pred],
+                answer=answers[pred],
+                target=answers[ex.label],
+                correct=pred == ex.label,
+                correct_norm=pred == ex.label,
+                shots=[],
+                choices=hypotheses,
+            )
+        )
+    return rows
 
 
 def _identity(task: TaskData, k: int, template: int) -> dict[str, Any]:
@@ -487,7 +512,7 @@ def _identity(task: TaskData, k: int, template: int) -> dict[str, Any]:
     return ident
 
 
-def _entailment_index(classifier: HFClassifier) -> int:
+def _entailment_index(classifier: Classifier) -> int:
     names = [n.lower() for n in classifier.labels]
     for i, name in enumerate(names):
         if name.startswith("entail"):
@@ -496,32 +521,3 @@ def _entailment_index(classifier: HFClassifier) -> int:
         f"model {classifier.path} has no entailment label (labels: "
         f"{', '.join(classifier.labels)}); zero-shot NLI needs an NLI classifier"
     )
-
-
-def _accuracy_metrics(
-    hits: np.ndarray,
-    hits_norm: np.ndarray,
-    kind: str,
-    labels: Sequence[int],
-    n_labels: int,
-    config: PromptConfig,
-) -> list[tuple[str, float, float | None, float | None]]:
-    """Accuracy with its CI; length-normalised accuracy for scored choices, exact match (the
-    same figure under lm-evaluation-harness's name) for generation; the majority-class rate of
-    a classification task, the bar its accuracy must clear."""
-    import numpy as np
-
-    from bench.metrics import majority_rate, mean_ci
-
-    accuracy = mean_ci(hits, config.n_bootstrap, config.seed)
-    out: list[tuple[str, float, float | None, float | None]] = [
-        ("accuracy", *accuracy),
-        ("n", float(len(hits)), None, None),
-    ]
-    if kind == "generation":
-        out.append(("exact_match", *accuracy))
-    else:
-        out.append(("accuracy_norm", *mean_ci(hits_norm, config.n_bootstrap, config.seed)))
-    if kind == "classification" and len(labels):
-        out.append(("majority", majority_rate(np.asarray(labels), n_labels), None, None))
-    return out

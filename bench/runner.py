@@ -1,211 +1,207 @@
-"""The evaluation controller: (task, model, config) -> predictions and metrics in the store.
+"""Evaluation: a classifier's predictions on a task split, as a run kind of the engine.
 
-It owns nothing but orchestration: examples come from ``bench.tasks``, logits from
-``bench.models``, numbers from ``bench.metrics``, persistence from ``bench.store``.
+``Evaluator`` plans (task, model) runs and hands them to the engine; the ``eval`` kind loads the
+classifier through its backend, routes its labels to the task's (by name, never by position),
+computes the length-sorted batches not yet stored, and derives the task's metrics from the
+stored predictions.
 """
 
 from __future__ import annotations
 
-import platform
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
-from importlib import metadata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from bench._version import __version__
-from bench.errors import BenchError
-from bench.models.labels import align_labels
-from bench.progress import make_progress
+from bench.engine import Engine, RunOutcome, RunPlan, WorkUnit, library_versions
+from bench.records import EvalRunConfig, MetricSettings, PredictionRow, RunRecord
 from bench.specs import EvalConfig, ModelSpec
-from bench.store import PredictionRow, ResultStore, RunRecord, StoredMetric, run_key
+from bench.store import PREDICTION_TABLE, ResultStore, run_key
 from bench.tasks.examples import TaskData
 from bench.tasks.loading import sample_examples
 
 if TYPE_CHECKING:
-    from bench.models.classifier import HFClassifier
+    from bench.backends import Classifier, ModelPool
+    from bench.metrics import MetricValue
+    from bench.models.labels import LabelAlignment
 
-_VERSIONED = ("torch", "transformers", "tokenizers", "datasets", "numpy", "pandas")
+__all__ = ["EVAL", "EvalKind", "EvalResult", "Evaluator"]
 
-
-def library_versions() -> dict[str, str]:
-    out = {"bench": __version__, "python": platform.python_version()}
-    for dist in _VERSIONED:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "absent"
-    return out
+# What evaluation returns (the engine's outcome type).
+EvalResult = RunOutcome
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    record: RunRecord
-    metrics: dict[str, StoredMetric]
-    # True when every number came from the store and the model was never loaded.
-    cached: bool
-    computed: int = 0
+@dataclass
+class _Started:
+    classifier: Classifier
+    alignment: LabelAlignment
+    inputs: list[tuple[str, ...]]
+    batch_size: int
+
+
+class EvalKind:
+    """Classifier predictions: one row per example (label, prediction, probabilities in task
+    label order, raw logits); work units are the classifier's length-sorted batches."""
+
+    name = "eval"
+    table = PREDICTION_TABLE
+
+    def start(self, plan: RunPlan, models: ModelPool) -> tuple[_Started, RunRecord]:
+        from bench.models.labels import align_labels
+
+        config: EvalConfig = plan.detail
+        classifier = models.classifier(plan.model, _load_settings(config))
+        alignment = align_labels(
+            classifier.labels, plan.task.spec.labels, plan.task.spec.label_aliases,
+            plan.model.label_map,
+        )  # fmt: skip
+        record = replace(
+            plan.record,
+            config=plan.record.config.model_copy(update={"device": classifier.device}),
+            label_mapping=alignment.mapping,
+        )
+        inputs = [ex.inputs for ex in plan.examples]
+        return _Started(classifier, alignment, inputs, config.batch_size), record
+
+    def units(self, plan: RunPlan, state: _Started) -> list[WorkUnit]:
+        plan_ = state.classifier.batch_plan(state.inputs, state.batch_size)
+        return [WorkUnit(tuple(batch)) for batch in plan_]
+
+    def compute(
+        self, plan: RunPlan, state: _Started, units: Sequence[WorkUnit]
+    ) -> Iterator[list[PredictionRow]]:
+        import numpy as np
+
+        batches = [u.positions for u in units]
+        for positions, logits in state.classifier.predict_batches(
+            state.inputs, state.batch_size, plan=batches
+        ):
+            probs = state.alignment.to_task_probs(logits)
+            preds = np.argmax(probs, axis=1)
+            yield [
+                PredictionRow(
+                    idx=plan.examples[p].idx,
+                    uid=plan.examples[p].uid,
+                    label=plan.examples[p].label,
+                    pred=int(preds[j]),
+                    probs=probs[j].tolist(),
+                    logits=logits[j].tolist(),
+                )
+                for j, p in enumerate(positions)
+            ]
+
+    def stats(self, state: _Started) -> dict[str, float]:
+        return {}
+
+    def metrics(
+        self, store: ResultStore, record: RunRecord, settings: MetricSettings
+    ) -> dict[str, MetricValue]:
+        import numpy as np
+
+        from bench.metrics import RUN_FIGURES, ClassificationData, compute
+
+        rows = store.predictions(record.run_key)
+        config = record.config
+        names = list(config.metrics) if isinstance(config, EvalRunConfig) else ["accuracy"]
+        data = ClassificationData(
+            np.array([r.label for r in rows], dtype=np.int64),
+            np.array([r.probs for r in rows], dtype=np.float64),
+            tuple(record.label_names),
+        )
+        return compute(
+            "classification",
+            data,
+            [*names, *RUN_FIGURES],
+            settings.n_bootstrap,
+            settings.seed,
+            settings.alpha,
+        )
+
+
+EVAL = EvalKind()
+
+
+def _load_settings(config: EvalConfig) -> Any:
+    from bench.backends import LoadSettings
+
+    return LoadSettings(config.device, config.dtype, config.max_length)
 
 
 @dataclass
 class Evaluator:
-    """Evaluates tasks with models, loading each model at most once and only when needed."""
+    """Plans and runs evaluations; each model is loaded at most once and only when something
+    must be computed (through the engine's model pool)."""
 
     store: ResultStore
     config: EvalConfig = field(default_factory=EvalConfig)
     progress: bool = True
-    _models: dict[str, HFClassifier] = field(default_factory=dict, init=False, repr=False)
-    _identities: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    engine: Engine | None = None
 
-    def _model(self, spec: ModelSpec) -> HFClassifier:
-        # Specs hold dicts (label maps), so they are keyed by their canonical JSON.
-        key = spec.canonical()
-        if key not in self._models:
-            from bench.models.classifier import HFClassifier
-
-            self._models[key] = HFClassifier.from_spec(
-                spec, self.config.device, self.config.dtype, self.config.max_length
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = Engine(
+                self.store, progress=self.progress, metric_settings=self.config.metric_settings()
             )
-        return self._models[key]
 
-    def _identity(self, spec: ModelSpec) -> dict[str, Any]:
-        key = spec.canonical()
-        if key not in self._identities:
-            from bench.models.identity import model_identity
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
 
-            self._identities[key] = model_identity(spec.path, spec.revision)
-        return self._identities[key]
-
-    @cached_property
-    def config_identity(self) -> dict[str, Any]:
-        """The evaluation settings that enter run keys (fixed for this evaluator)."""
-        from bench.models.classifier import resolve_device, resolve_dtype
-
-        ident = self.config.identity()
-        device = resolve_device(self.config.device)
-        # "auto" means different numbers on different hardware: key on what it resolves to.
-        ident["dtype"] = resolve_dtype(self.config.dtype, device)
-        return ident
-
-    def key_for(self, task: TaskData, model: ModelSpec) -> str:
-        return run_key(
+    def plan(self, task: TaskData, model: ModelSpec) -> RunPlan:
+        """The run of ``model`` on ``task`` under this evaluator's settings; nothing is loaded
+        but the model's identity (a local folder's files are hashed once)."""
+        task.spec.require_labels("evaluating a classifier")
+        pool = self._engine.models
+        identity = pool.identity(model)
+        prediction = {
+            **self.config.identity(),
+            **pool.key_settings(model, _load_settings(self.config)),
+        }
+        key = run_key(
             {
                 "kind": "eval",
                 "task": task.data_hash,
-                "model": self._identity(model)["hash"],
+                "model": identity.key(),
                 "label_map": dict(sorted(model.label_map.items())),
-                "config": self.config_identity,
+                "config": prediction,
                 "harness": __version__,
             }
         )
-
-    def evaluate(self, task: TaskData, model: ModelSpec) -> EvalResult:
-        task.spec.require_labels("evaluating a classifier")
-        key = self.key_for(task, model)
-        existing = self.store.get_run(key)
-        if existing is not None and existing.status == "complete":
-            return EvalResult(existing, self.store.metrics(key), cached=True)
-
         examples = sample_examples(
             task.split(self.config.split), self.config.limit, self.config.seed
         )
-        classifier = self._model(model)
-        alignment = align_labels(
-            classifier.labels, task.spec.labels, task.spec.label_aliases, model.label_map
-        )
-        ident = self._identity(model)
-        record = self.store.begin_run(
-            RunRecord(
-                run_key=key,
-                kind="eval",
-                task=task.spec.name,
-                task_version=task.spec.version,
-                task_hash=task.data_hash,
-                model=model.name,
-                model_path=model.path,
-                model_hash=ident["hash"],
-                config={
-                    **self.config_identity,
-                    "batch_size": self.config.batch_size,
-                    "device": classifier.device,
-                },
-                split=self.config.split,
-                n_examples=len(examples),
-                label_names=list(task.spec.labels),
-                label_mapping=alignment.mapping,
-                seed=self.config.seed,
-                harness_version=__version__,
-                versions=library_versions(),
-            )
-        )
-        computed = self._predict(
-            key, f"{task.spec.name} · {model.name}", examples, classifier, alignment
-        )
-        return EvalResult(self._finish(key, task, record), self.store.metrics(key), False, computed)
-
-    def _predict(
-        self,
-        key: str,
-        label: str,
-        examples: Sequence[Any],
-        classifier: HFClassifier,
-        alignment: Any,
-    ) -> int:
-        import numpy as np
-
-        done = self.store.done_indices(key)
-        computed = 0
-        with make_progress(self.progress) as bar:
-            tid = bar.add_task(label, total=len(examples), completed=len(done))
-            started = time.perf_counter()
-            for positions, logits in classifier.predict_batches(
-                [ex.inputs for ex in examples], self.config.batch_size, skip=done
-            ):
-                probs = alignment.to_task_probs(logits)
-                preds = np.argmax(probs, axis=1)
-                rows = [
-                    PredictionRow(
-                        idx=examples[p].idx,
-                        uid=examples[p].uid,
-                        label=examples[p].label,
-                        pred=int(preds[j]),
-                        probs=probs[j].tolist(),
-                        logits=logits[j].tolist(),
-                    )
-                    for j, p in enumerate(positions)
-                ]
-                new = self.store.add_predictions(key, rows)
-                computed += new
-                bar.advance(tid, new)
-            self.store.add_compute_time(key, time.perf_counter() - started)
-        return computed
-
-    def _finish(self, key: str, task: TaskData, record: RunRecord) -> RunRecord:
-        import numpy as np
-
-        from bench.metrics import compute_metrics, majority_rate
-
-        rows = self.store.predictions(key)
-        if len(rows) != record.n_examples:
-            raise BenchError(
-                f"run {key}: {len(rows)} stored predictions for {record.n_examples} examples"
-            )
-        labels = np.array([r.label for r in rows], dtype=np.int64)
-        probs = np.array([r.probs for r in rows], dtype=np.float64)
-        k = len(task.spec.labels)
-        values = compute_metrics(
-            labels,
-            probs,
-            list(task.spec.labels),
-            list(task.spec.metrics),
-            n_boot=self.config.n_bootstrap,
+        config = EvalRunConfig(
+            **prediction,
             seed=self.config.seed,
+            batch_size=self.config.batch_size,
+            n_bootstrap=self.config.n_bootstrap,
+            metrics=list(task.spec.metrics),
         )
-        stored = [StoredMetric(key, name, v.value, v.low, v.high) for name, v in values.items()]
-        stored.append(StoredMetric(key, "majority", majority_rate(labels, k), None, None))
-        stored.append(StoredMetric(key, "n", float(len(rows)), None, None))
-        self.store.finish_run(key, stored)
-        final = self.store.get_run(key)
-        assert final is not None
-        return final
+        record = RunRecord(
+            run_key=key,
+            kind="eval",
+            task=task.spec.name,
+            task_version=task.spec.version,
+            task_hash=task.data_hash,
+            model=model.name,
+            model_path=model.path,
+            model_hash=identity.hash,
+            config=config,
+            split=self.config.split,
+            n_examples=len(examples),
+            label_names=list(task.spec.labels),
+            label_mapping={},
+            seed=self.config.seed,
+            harness_version=__version__,
+            versions=library_versions(),
+            backend=identity.backend,
+        )
+        label = f"{task.spec.name} · {model.name}"
+        return RunPlan(EVAL, key, task, model, identity, examples, record, label, self.config)
+
+    def key_for(self, task: TaskData, model: ModelSpec) -> str:
+        return self.plan(task, model).key
+
+    def evaluate(self, task: TaskData, model: ModelSpec) -> RunOutcome:
+        return self._engine.run(self.plan(task, model))

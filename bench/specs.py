@@ -469,10 +469,12 @@ class TaskSpec(Spec):
 
 
 class ModelSpec(Spec):
-    """A sequence classifier by hub id or local folder."""
+    """A model by hub id or local folder, and the backend that runs it (``hf``: transformers
+    with PyTorch; ``onnx``: an exported classifier on ONNX Runtime; see ``bench.backends``)."""
 
     name: str
     path: str
+    backend: str = "hf"
     revision: str | None = None
     # Explicit model label -> task label override; wins over name matching and task aliases.
     label_map: dict[str, str] = Field(default_factory=dict)
@@ -489,25 +491,41 @@ class ModelSpec(Spec):
 
 
 class EvalConfig(Spec):
-    """How a task is evaluated. Only fields that can change the numbers enter the run identity."""
+    """How a task is evaluated. Only fields that change predictions enter the run identity;
+    the bootstrap settings (``n_bootstrap``, ``confidence`` and ``seed`` as the bootstrap seed)
+    only change metrics, which are recomputed from stored predictions."""
 
     split: Role = "test"
     max_length: int = Field(default=256, gt=0)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     limit: int | None = Field(default=None, gt=0)
     n_bootstrap: int = Field(default=1000, ge=0)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    # Seeds the --limit sample (part of the identity only when there is one) and the bootstrap.
     seed: int = 0
     # Performance knobs: recorded with the run, excluded from its identity.
     batch_size: int = Field(default=32, gt=0)
     device: str = "auto"
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"batch_size", "device"})
+        ident = self.model_dump(
+            mode="json", exclude={"batch_size", "device", "n_bootstrap", "confidence", "seed"}
+        )
+        if self.limit is not None:
+            ident["sample_seed"] = self.seed
+        return ident
+
+    def metric_settings(self) -> Any:
+        from bench.records import MetricSettings
+
+        return MetricSettings(
+            n_bootstrap=self.n_bootstrap, confidence=self.confidence, seed=self.seed
+        )
 
 
 class PromptConfig(Spec):
     """How tasks are posed as prompts. Only fields that can change the answers enter the run
-    identity."""
+    identity (the bootstrap settings change metrics only, recomputed from stored answers)."""
 
     split: Role = "test"
     limit: int | None = Field(default=None, gt=0)
@@ -515,6 +533,7 @@ class PromptConfig(Spec):
     # seed in the task's prompt spec.
     seed: int = 0
     n_bootstrap: int = Field(default=1000, ge=0)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     # Tokens a model sees (left-truncated); default: the model's own limit.
     max_length: int | None = Field(default=None, gt=0)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -525,4 +544,16 @@ class PromptConfig(Spec):
     device: str = "auto"
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"batch_size", "device"})
+        ident = self.model_dump(
+            mode="json", exclude={"batch_size", "device", "n_bootstrap", "confidence", "seed"}
+        )
+        if self.limit is not None:
+            ident["sample_seed"] = self.seed
+        return ident
+
+    def metric_settings(self) -> Any:
+        from bench.records import MetricSettings
+
+        return MetricSettings(
+            n_bootstrap=self.n_bootstrap, confidence=self.confidence, seed=self.seed
+        )

@@ -1,32 +1,63 @@
-"""The results store: one SQLite file holding runs, per-example predictions and metrics.
+"""The results store: one SQLite file holding runs, per-example rows and metrics.
 
-A run's key is a hash of everything that can change its numbers (task data, model weights or
-revision, evaluation config, harness version), so an identical request is answered from here.
-Predictions are written one batch per transaction: a process killed at any instant leaves whole
-batches only, and a rerun continues from the first missing example.
+A run's key is a hash of everything that can change its rows (task data, model identity, the
+settings that change predictions, harness version), so an identical request is answered from
+here. Rows are written one work unit per transaction: a process killed at any instant leaves
+whole units only, and a rerun continues from the first missing example. Metrics are keyed by
+(run, metric settings): other bootstrap settings are recomputed from the stored rows.
+
+The schema is versioned; numbered migrations run when an older store is opened for writing
+(after a backup copy beside it). Every SQLite error becomes one line naming the file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bench.errors import BenchError
+from bench.records import (
+    AttackRow,
+    MetricSettings,
+    PredictionRow,
+    PromptRow,
+    RunRecord,
+    StoredMetric,
+    parse_config,
+)
 from bench.specs import canonical_json, sha256_text
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "ATTACK_TABLE",
+    "DEFAULT_DB",
+    "PREDICTION_TABLE",
+    "PROMPT_TABLE",
+    "SCHEMA_VERSION",
+    "AttackRow",
+    "PredictionRow",
+    "PromptRow",
+    "ResultStore",
+    "RowTable",
+    "RunRecord",
+    "StoredMetric",
+    "default_db_path",
+    "run_key",
+]
+
+SCHEMA_VERSION = 2
+APP_ID = "nlp-bench"
 DB_ENV = "BENCH_DB"
 DEFAULT_DB = Path("results") / "bench.sqlite"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+_RUNS = """
 CREATE TABLE IF NOT EXISTS runs (
     run_key TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -45,12 +76,48 @@ CREATE TABLE IF NOT EXISTS runs (
     seed INTEGER NOT NULL,
     harness_version TEXT NOT NULL,
     versions_json TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'complete')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'complete', 'failed')),
     created_at REAL NOT NULL,
     finished_at REAL,
-    compute_s REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS predictions (
+    compute_s REAL NOT NULL DEFAULT 0,
+    column_name TEXT NOT NULL DEFAULT '',
+    profile_hash TEXT,
+    backend TEXT NOT NULL DEFAULT 'hf',
+    error TEXT
+)"""
+
+_TABLES: dict[str, str] = {
+    "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "runs": _RUNS,
+    "run_members": """CREATE TABLE IF NOT EXISTS run_members (
+    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    member_key TEXT NOT NULL,
+    PRIMARY KEY (run_key, position)
+)""",
+    "run_names": """CREATE TABLE IF NOT EXISTS run_names (
+    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    added_at REAL NOT NULL,
+    PRIMARY KEY (run_key, name)
+)""",
+    "metric_sets": """CREATE TABLE IF NOT EXISTS metric_sets (
+    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
+    settings TEXT NOT NULL,
+    settings_json TEXT NOT NULL,
+    computed_at REAL NOT NULL,
+    PRIMARY KEY (run_key, settings)
+)""",
+    "metrics": """CREATE TABLE IF NOT EXISTS metrics (
+    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
+    settings TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    low REAL,
+    high REAL,
+    PRIMARY KEY (run_key, settings, name)
+)""",
+    "predictions": """CREATE TABLE IF NOT EXISTS predictions (
     run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
     uid TEXT NOT NULL,
@@ -59,16 +126,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     probs TEXT NOT NULL,
     logits TEXT NOT NULL,
     PRIMARY KEY (run_key, idx)
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    value REAL NOT NULL,
-    low REAL,
-    high REAL,
-    PRIMARY KEY (run_key, name)
-);
-CREATE TABLE IF NOT EXISTS attack_examples (
+)""",
+    "attack_examples": """CREATE TABLE IF NOT EXISTS attack_examples (
     run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
     uid TEXT NOT NULL,
@@ -84,8 +143,8 @@ CREATE TABLE IF NOT EXISTS attack_examples (
     words_changed INTEGER NOT NULL,
     words_total INTEGER NOT NULL,
     PRIMARY KEY (run_key, idx)
-);
-CREATE TABLE IF NOT EXISTS prompt_examples (
+)""",
+    "prompt_examples": """CREATE TABLE IF NOT EXISTS prompt_examples (
     run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
     uid TEXT NOT NULL,
@@ -100,10 +159,19 @@ CREATE TABLE IF NOT EXISTS prompt_examples (
     correct INTEGER NOT NULL,
     correct_norm INTEGER NOT NULL,
     shots TEXT NOT NULL,
+    choices TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (run_key, idx)
-);
-CREATE INDEX IF NOT EXISTS runs_by_model_task ON runs (model, task, status);
-"""
+)""",
+}
+
+# What the leaderboard asks ("the newest complete run per model, task, split, kind and column")
+# and the CLI's run listings filter on.
+_INDICES = (
+    "CREATE INDEX IF NOT EXISTS runs_latest"
+    " ON runs (status, kind, task, split, column_name, finished_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_model ON runs (model, task)",
+    "CREATE INDEX IF NOT EXISTS run_names_by_name ON run_names (name)",
+)
 
 
 def default_db_path() -> Path:
@@ -111,134 +179,418 @@ def default_db_path() -> Path:
 
 
 def run_key(parts: dict[str, Any]) -> str:
-    """The identity of a run: a short hash of everything that can change its numbers."""
+    """The identity of a run: a short hash of everything that can change its rows."""
     return sha256_text(canonical_json(parts))[:24]
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    run_key: str
-    kind: str
-    task: str
-    task_version: str
-    task_hash: str
-    model: str
-    model_path: str
-    model_hash: str
-    config: dict[str, Any]
-    split: str
-    n_examples: int
-    label_names: list[str]
-    label_mapping: dict[str, str]
-    seed: int
-    harness_version: str
-    versions: dict[str, str]
-    status: str = "running"
-    created_at: float = 0.0
-    finished_at: float | None = None
-    compute_s: float = 0.0
+# --------------------------------------------------------------------------------------------------
+# Row tables: one declaration per per-example row type
+
+
+R = TypeVar("R")
+
+
+def _floats(values: Iterable[float]) -> str:
+    return json.dumps([float(x) for x in values])
+
+
+def _texts(values: Iterable[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
-class PredictionRow:
-    idx: int
-    uid: str
-    label: int
-    pred: int
-    probs: Sequence[float]
-    logits: Sequence[float]
+class RowTable(Generic[R]):
+    """A per-example row type and the SQL table holding it (keyed by run and example index)."""
 
-
-@dataclass(frozen=True)
-class AttackRow:
-    """One attacked example: what went in, what came out, and what it cost.
-
-    ``original`` and ``perturbed`` hold every input column (the perturbed text equals the original
-    when the attack was skipped or failed); scores are in task label order.
-    """
-
-    idx: int
-    uid: str
-    label: int
-    status: str  # succeeded | failed | skipped
-    original: Sequence[str]
-    perturbed: Sequence[str]
-    original_pred: int
-    perturbed_pred: int
-    original_scores: Sequence[float]
-    perturbed_scores: Sequence[float]
-    queries: int
-    words_changed: int
-    words_total: int
-
-
-@dataclass(frozen=True)
-class PromptRow:
-    """One example posed to a language model: the exact prompt, what came back, and whether it
-    was right.
-
-    Multiple choice: ``scores`` are the answers' loglikelihoods, ``pred`` / ``pred_norm`` the
-    chosen answer by raw and by length-normalised loglikelihood, ``output`` the chosen answer's
-    text. Generation: ``output`` is the generated text, ``answer`` what was read from it,
-    ``target`` the reference, and ``pred`` / ``pred_norm`` are -1. NLI zero-shot: ``scores`` are
-    the entailment probabilities of each label's hypothesis.
-    """
-
-    idx: int
-    uid: str
-    label: int
-    pred: int
-    pred_norm: int
-    scores: Sequence[float]
-    prompt: str
-    output: str
-    answer: str
-    target: str
-    correct: bool
-    correct_norm: bool
-    shots: Sequence[str]
-
-
-@dataclass(frozen=True)
-class StoredMetric:
-    run_key: str
     name: str
-    value: float
-    low: float | None
-    high: float | None
+    columns: tuple[str, ...]
+    encode: Callable[[R], tuple[Any, ...]]
+    decode: Callable[[tuple[Any, ...]], R]
+
+    def insert_sql(self) -> str:
+        cols = ", ".join(("run_key", *self.columns))
+        marks = ",".join("?" * (len(self.columns) + 1))
+        return f"INSERT OR IGNORE INTO {self.name} ({cols}) VALUES ({marks})"
+
+    def select_sql(self) -> str:
+        return f"SELECT {', '.join(self.columns)} FROM {self.name} WHERE run_key=? ORDER BY idx"
+
+
+PREDICTION_TABLE: RowTable[PredictionRow] = RowTable(
+    "predictions",
+    ("idx", "uid", "label", "pred", "probs", "logits"),
+    lambda r: (r.idx, r.uid, r.label, r.pred, _floats(r.probs), _floats(r.logits)),
+    lambda t: PredictionRow(t[0], t[1], t[2], t[3], json.loads(t[4]), json.loads(t[5])),
+)
+
+ATTACK_TABLE: RowTable[AttackRow] = RowTable(
+    "attack_examples",
+    (
+        "idx",
+        "uid",
+        "label",
+        "status",
+        "original",
+        "perturbed",
+        "original_pred",
+        "perturbed_pred",
+        "original_scores",
+        "perturbed_scores",
+        "queries",
+        "words_changed",
+        "words_total",
+    ),
+    lambda r: (
+        r.idx,
+        r.uid,
+        r.label,
+        r.status,
+        _texts(r.original),
+        _texts(r.perturbed),
+        r.original_pred,
+        r.perturbed_pred,
+        _floats(r.original_scores),
+        _floats(r.perturbed_scores),
+        r.queries,
+        r.words_changed,
+        r.words_total,
+    ),
+    lambda t: AttackRow(
+        idx=t[0],
+        uid=t[1],
+        label=t[2],
+        status=t[3],
+        original=json.loads(t[4]),
+        perturbed=json.loads(t[5]),
+        original_pred=t[6],
+        perturbed_pred=t[7],
+        original_scores=json.loads(t[8]),
+        perturbed_scores=json.loads(t[9]),
+        queries=t[10],
+        words_changed=t[11],
+        words_total=t[12],
+    ),
+)
+
+PROMPT_TABLE: RowTable[PromptRow] = RowTable(
+    "prompt_examples",
+    (
+        "idx",
+        "uid",
+        "label",
+        "pred",
+        "pred_norm",
+        "scores",
+        "prompt",
+        "output",
+        "answer",
+        "target",
+        "correct",
+        "correct_norm",
+        "shots",
+        "choices",
+    ),
+    lambda r: (
+        r.idx,
+        r.uid,
+        r.label,
+        r.pred,
+        r.pred_norm,
+        _floats(r.scores),
+        r.prompt,
+        r.output,
+        r.answer,
+        r.target,
+        int(r.correct),
+        int(r.correct_norm),
+        _texts(r.shots),
+        _texts(r.choices),
+    ),
+    lambda t: PromptRow(
+        idx=t[0],
+        uid=t[1],
+        label=t[2],
+        pred=t[3],
+        pred_norm=t[4],
+        scores=json.loads(t[5]),
+        prompt=t[6],
+        output=t[7],
+        answer=t[8],
+        target=t[9],
+        correct=bool(t[10]),
+        correct_norm=bool(t[11]),
+        shots=json.loads(t[12]),
+        choices=json.loads(t[13]),
+    ),
+)
+
+ROW_TABLES: dict[str, RowTable[Any]] = {
+    t.name: t for t in (PREDICTION_TABLE, ATTACK_TABLE, PROMPT_TABLE)
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """SQLite errors from any store method become one line naming the store's file."""
+
+    @functools.wraps(method)
+    def wrapper(self: ResultStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = text.lower()
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return f"the file is damaged ({text}); restore a backup or use another --db"
+    if "readonly" in lowered or "read-only" in lowered:
+        return "it is read-only; use a writable copy or another --db"
+    if "locked" in lowered or "busy" in lowered:
+        return f"it is locked by another process ({text}); try again when that finishes"
+    if "disk" in lowered and "full" in lowered:
+        return f"the disk is full ({text})"
+    return text
+
+
+# --------------------------------------------------------------------------------------------------
+# Migrations: MIGRATIONS[v] turns schema v into v + 1, inside one transaction
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Schema 1 kept kind-specific fields and summary membership inside config JSON, one metric
+    set per run, and no failed status. Move them into columns and tables; keep every row."""
+    conn.execute(_RUNS.replace("IF NOT EXISTS runs", "runs_v2"))
+    conn.execute(
+        """INSERT INTO runs_v2 SELECT run_key, kind, task, task_version, task_hash, model,
+        model_path, model_hash, config_json, config_hash, split, n_examples, label_names,
+        label_mapping, seed, harness_version, versions_json, status, created_at, finished_at,
+        compute_s,
+        COALESCE(json_extract(config_json, '$.column'), ''),
+        COALESCE(json_extract(config_json, '$.profile_hash'),
+                 json_extract(config_json, '$.prompt_hash')),
+        'hf', NULL FROM runs"""
+    )
+    old_metrics = conn.execute("SELECT run_key, name, value, low, high FROM metrics").fetchall()
+    settings_of: dict[str, MetricSettings] = {}
+    for key, config_json, seed in conn.execute("SELECT run_key, config_json, seed FROM runs"):
+        n_boot = json.loads(config_json).get("n_bootstrap", 1000)
+        settings_of[key] = MetricSettings(n_bootstrap=int(n_boot), seed=seed)
+    conn.execute("DROP INDEX IF EXISTS runs_by_model_task")
+    conn.execute("DROP TABLE runs")
+    conn.execute("ALTER TABLE runs_v2 RENAME TO runs")
+    conn.execute("DROP TABLE metrics")
+    for table in ("run_members", "run_names", "metric_sets", "metrics"):
+        conn.execute(_TABLES[table])
+    # Summary runs named their members in their config.
+    conn.execute(
+        """INSERT INTO run_members (run_key, position, member_key)
+        SELECT r.run_key, CAST(j.key AS INTEGER), j.value FROM runs r,
+        json_each(COALESCE(json_extract(r.config_json, '$.attack_runs'),
+                           json_extract(r.config_json, '$.prompt_runs'), '[]')) j"""
+    )
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO metric_sets VALUES (?,?,?,?)",
+        [
+            (key, s.key(), canonical_json(s.model_dump(mode="json")), now)
+            for key, s in settings_of.items()
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO metrics VALUES (?,?,?,?,?,?)",
+        [(k, settings_of[k].key(), n, v, lo, hi) for k, n, v, lo, hi in old_metrics],
+    )
+    conn.execute("INSERT OR IGNORE INTO run_names SELECT run_key, model, created_at FROM runs")
+    conn.execute("ALTER TABLE prompt_examples ADD COLUMN choices TEXT NOT NULL DEFAULT '[]'")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+
+
+# --------------------------------------------------------------------------------------------------
+# The store
 
 
 class ResultStore:
-    """SQLite-backed store. One connection per instance; safe to reopen after a crash."""
+    """SQLite-backed store. One connection per instance; safe to reopen after a crash.
 
-    def __init__(self, path: Path | str | None = None) -> None:
+    ``readonly`` opens an existing store for reading only (leaderboards, listings, exports): it
+    never creates, migrates or writes the file. Without it, a missing file is created, but only
+    inside an existing folder (or the default ``results/``): a mistyped ``--db`` must not
+    silently start an empty store.
+    """
+
+    def __init__(self, path: Path | str | None = None, *, readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else default_db_path()
+        self.readonly = readonly
+        self._check_path()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(self.path), timeout=30.0)
-            # WAL keeps committed batches durable when the process dies mid-write, and lets a
-            # reader (leaderboard) work while a run is writing.
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
-            self._check_schema()
-        except sqlite3.DatabaseError as exc:
-            raise BenchError(f"cannot open results database {self.path}: {exc}") from None
+            if readonly:
+                uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=30.0)
+            else:
+                self._conn = sqlite3.connect(str(self.path), timeout=30.0)
+        except sqlite3.Error as exc:
+            raise BenchError(
+                f"cannot open results database {self.path}: {_describe(exc)}"
+            ) from None
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise self._error(exc, "cannot open") from None
+        except BenchError:
+            self._conn.close()
+            raise
 
-    def _check_schema(self) -> None:
+    def _check_path(self) -> None:
+        if self.path.is_dir():
+            raise BenchError(f"results database {self.path} is a directory; name a file")
+        if self.path.exists():
+            if not os.access(self.path, os.R_OK):
+                raise BenchError(f"results database {self.path} is not readable")
+            if not self.readonly and not os.access(self.path, os.W_OK):
+                raise BenchError(
+                    f"results database {self.path} is read-only; use a writable copy or another --db"
+                )
+            return
+        if self.readonly:
+            raise BenchError(f"results database {self.path} does not exist")
+        parent = self.path.parent
+        for above in (parent, *parent.parents):
+            if above.exists() and not above.is_dir():
+                raise BenchError(f"cannot create results database {self.path}: {above} is a file")
+        if not parent.exists():
+            if self.path != default_db_path() and self.path != DEFAULT_DB:
+                raise BenchError(
+                    f"cannot create results database {self.path}: folder {parent} does not exist "
+                    "(create it first, or check the --db path)"
+                )
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BenchError(
+                    f"cannot create results database {self.path}: {exc.strerror or exc}"
+                ) from None
+        elif not os.access(parent, os.W_OK):
+            raise BenchError(f"cannot create results database {self.path}: {parent} is read-only")
+
+    def _error(self, exc: sqlite3.Error, what: str = "results database") -> BenchError:
+        prefix = (
+            f"cannot open results database {self.path}"
+            if what == "cannot open"
+            else (f"results database {self.path}")
+        )
+        return BenchError(f"{prefix}: {_describe(exc)}")
+
+    def _open(self) -> None:
+        conn = self._conn
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "runs" not in tables:
+            raise BenchError(
+                f"{self.path} is an SQLite database but not a bench results store (no runs "
+                "table); use another --db"
+            )
+        version = self._schema_version(tables)
+        if self.readonly:
+            if version != SCHEMA_VERSION:
+                raise BenchError(
+                    f"results database {self.path} has schema {version}; open it once for "
+                    f"writing (e.g. `bench runs list --db {self.path} --migrate`) to migrate it "
+                    f"to {SCHEMA_VERSION}"
+                )
+            conn.execute("PRAGMA foreign_keys=ON")
+            return
+        # WAL keeps committed units durable when the process dies mid-write, and lets a reader
+        # (leaderboard) work while a run is writing.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if version is None:
+            with conn:
+                for statement in (*_TABLES.values(), *_INDICES):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?), ('app', ?)",
+                    (str(SCHEMA_VERSION), APP_ID),
+                )
+        elif version < SCHEMA_VERSION:
+            self._migrate(version)
+        elif version > SCHEMA_VERSION:
+            raise BenchError(
+                f"results database {self.path} has schema {version}, newer than this harness "
+                f"knows ({SCHEMA_VERSION}); upgrade nlp-bench or use another --db"
+            )
+        conn.execute("PRAGMA foreign_keys=ON")
+
+    def _schema_version(self, tables: set[str]) -> int | None:
+        if not tables:
+            return None
+        if "meta" not in tables:
+            raise BenchError(
+                f"results database {self.path} has no schema version; use another --db"
+            )
         row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
-            with self._conn:
-                self._conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-        elif int(row[0]) != SCHEMA_VERSION:
             raise BenchError(
-                f"results database {self.path} has schema {row[0]}, this harness needs "
-                f"{SCHEMA_VERSION}; use another --db"
+                f"results database {self.path} has no schema version; use another --db"
             )
+        try:
+            return int(row[0])
+        except (TypeError, ValueError):
+            shown = str(row[0])[:40]
+            raise BenchError(
+                f"results database {self.path} has an unreadable schema version {shown!r}"
+            ) from None
+
+    def _migrate(self, version: int) -> None:
+        from bench.progress import console
+
+        backup = self.path.with_name(f"{self.path.name}.schema{version}.bak")
+        if not backup.exists():
+            with sqlite3.connect(str(backup)) as copy:
+                self._conn.backup(copy)
+            copy.close()
+        console.print(
+            f"migrating results database {self.path} from schema {version} to {SCHEMA_VERSION} "
+            f"(a copy of the old file: {backup.name})"
+        )
+        conn = self._conn
+        # Tables are rebuilt: references must not be checked half-way (SQLite's recipe), and
+        # the whole migration is one transaction.
+        conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            conn.execute("BEGIN")
+            while version < SCHEMA_VERSION:
+                MIGRATIONS[version](conn)
+                version += 1
+            for statement in _INDICES:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?), ('app', ?)",
+                (str(SCHEMA_VERSION), APP_ID),
+            )
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise BenchError(
+                    f"results database {self.path}: {len(broken)} row(s) refer to missing runs; "
+                    f"not migrated (the file is unchanged)"
+                )
+            conn.commit()
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
 
     def close(self) -> None:
         self._conn.close()
@@ -251,19 +603,25 @@ class ResultStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise BenchError(f"results database {self.path} is open read-only")
         with self._conn:
             yield self._conn
 
     # -- runs -------------------------------------------------------------------------------
 
+    @_guarded
     def begin_run(self, record: RunRecord) -> RunRecord:
-        """Insert the run if new; return the stored record (an existing one wins)."""
+        """Insert the run if new (a failed one starts again); return the stored record (an
+        existing one wins), shown under ``record.model``."""
+        config = canonical_json(record.config.to_json())
         with self._tx() as conn:
             conn.execute(
                 """INSERT OR IGNORE INTO runs (run_key, kind, task, task_version, task_hash,
                 model, model_path, model_hash, config_json, config_hash, split, n_examples,
                 label_names, label_mapping, seed, harness_version, versions_json, status,
-                created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'running',?)""",
+                created_at, column_name, profile_hash, backend)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'running',?,?,?,?)""",
                 (
                     record.run_key,
                     record.kind,
@@ -273,8 +631,8 @@ class ResultStore:
                     record.model,
                     record.model_path,
                     record.model_hash,
-                    canonical_json(record.config),
-                    sha256_text(canonical_json(record.config)),
+                    config,
+                    sha256_text(config),
                     record.split,
                     record.n_examples,
                     json.dumps(record.label_names),
@@ -283,30 +641,110 @@ class ResultStore:
                     record.harness_version,
                     canonical_json(record.versions),
                     time.time(),
+                    record.column,
+                    record.profile_hash,
+                    record.backend,
                 ),
             )
+            conn.execute(
+                "UPDATE runs SET status='running', error=NULL WHERE run_key=? AND status='failed'",
+                (record.run_key,),
+            )
+            if record.members:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO run_members (run_key, position, member_key) "
+                    "VALUES (?,?,?)",
+                    [(record.run_key, i, m) for i, m in enumerate(record.members)],
+                )
+            self._name(conn, record.run_key, record.model)
         stored = self.get_run(record.run_key)
         assert stored is not None
-        return stored
+        return replace(stored, model=record.model)
 
-    def _run_rows(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+    @staticmethod
+    def _name(conn: sqlite3.Connection, key: str, name: str) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO run_names (run_key, name, added_at) VALUES (?,?,?)",
+            (key, name, time.time()),
+        )
+
+    @_guarded
+    def add_name(self, key: str, name: str) -> None:
+        """Record that run ``key`` was asked for under ``name`` (identical weights under another
+        display name): the leaderboard then shows it under that name too."""
+        if self.readonly:
+            return
+        with self._tx() as conn:
+            self._name(conn, key, name)
+
+    def _run_rows(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         cursor = self._conn.cursor()
         # Rows by column name, for this cursor only: other queries keep plain tuples.
         cursor.row_factory = sqlite3.Row
-        return cursor.execute(sql, params).fetchall()
+        return cursor.execute(sql, tuple(params)).fetchall()
 
+    @_guarded
     def get_run(self, key: str) -> RunRecord | None:
         rows = self._run_rows("SELECT * FROM runs WHERE run_key=?", (key,))
         return self._record(rows[0]) if rows else None
 
-    def runs(self, status: str | None = "complete") -> list[RunRecord]:
-        sql = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY created_at"
-        return [self._record(r) for r in self._run_rows(sql, (status,) if status else ())]
+    @_guarded
+    def runs(
+        self,
+        status: str | None = "complete",
+        *,
+        kinds: Sequence[str] | None = None,
+        model: str | None = None,
+        task: str | None = None,
+    ) -> list[RunRecord]:
+        """Runs, oldest first, filtered by status, kinds, a model name it was run under, task."""
+        where, params = self._filters(status, kinds, task)
+        if model is not None:
+            where.append("run_key IN (SELECT run_key FROM run_names WHERE name=?)")
+            params.append(model)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        records = [self._record(r) for r in self._run_rows(sql + " ORDER BY created_at", params)]
+        if model is not None:
+            records = [replace(r, model=model) for r in records]
+        return records
 
     @staticmethod
-    def _record(d: sqlite3.Row) -> RunRecord:
+    def _filters(
+        status: str | None, kinds: Sequence[str] | None, task: str | None
+    ) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status=?")
+            params.append(status)
+        if kinds is not None:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            params.extend(kinds)
+        if task is not None:
+            where.append("task=?")
+            params.append(task)
+        return where, params
+
+    def _record(self, d: sqlite3.Row) -> RunRecord:
+        key = d["run_key"]
+        try:
+            config = parse_config(d["kind"], json.loads(d["config_json"]))
+            label_names = json.loads(d["label_names"])
+            label_mapping = json.loads(d["label_mapping"])
+            versions = json.loads(d["versions_json"])
+        except (ValueError, TypeError) as exc:
+            raise BenchError(
+                f"results database {self.path}: run {key} has a malformed record "
+                f"({type(exc).__name__}); remove it with `bench runs rm {key}`"
+            ) from None
+        members = tuple(
+            r[0]
+            for r in self._conn.execute(
+                "SELECT member_key FROM run_members WHERE run_key=? ORDER BY position", (key,)
+            )
+        )
         return RunRecord(
-            run_key=d["run_key"],
+            run_key=key,
             kind=d["kind"],
             task=d["task"],
             task_version=d["task_version"],
@@ -314,226 +752,219 @@ class ResultStore:
             model=d["model"],
             model_path=d["model_path"],
             model_hash=d["model_hash"],
-            config=json.loads(d["config_json"]),
+            config=config,
             split=d["split"],
             n_examples=d["n_examples"],
-            label_names=json.loads(d["label_names"]),
-            label_mapping=json.loads(d["label_mapping"]),
+            label_names=label_names,
+            label_mapping=label_mapping,
             seed=d["seed"],
             harness_version=d["harness_version"],
-            versions=json.loads(d["versions_json"]),
+            versions=versions,
+            column=d["column_name"],
+            profile_hash=d["profile_hash"],
+            backend=d["backend"],
+            members=members,
             status=d["status"],
+            error=d["error"],
             created_at=d["created_at"],
             finished_at=d["finished_at"],
             compute_s=d["compute_s"],
         )
 
+    @_guarded
+    def names(self, key: str) -> list[str]:
+        """Every display name run ``key`` was asked for under, first first."""
+        rows = self._conn.execute(
+            "SELECT name FROM run_names WHERE run_key=? ORDER BY added_at, name", (key,)
+        )
+        return [r[0] for r in rows]
+
+    @_guarded
     def add_compute_time(self, key: str, seconds: float) -> None:
         with self._tx() as conn:
             conn.execute(
                 "UPDATE runs SET compute_s = compute_s + ? WHERE run_key=?", (seconds, key)
             )
 
-    def finish_run(self, key: str, metrics: Iterable[StoredMetric]) -> None:
-        """Write the metrics and mark the run complete, atomically."""
+    @_guarded
+    def fail_run(self, key: str, error: str) -> None:
+        """Mark a run failed with its error (its stored rows stay: a rerun resumes)."""
         with self._tx() as conn:
-            conn.execute("DELETE FROM metrics WHERE run_key=?", (key,))
-            conn.executemany(
-                "INSERT INTO metrics (run_key, name, value, low, high) VALUES (?,?,?,?,?)",
-                [(key, m.name, m.value, m.low, m.high) for m in metrics],
-            )
             conn.execute(
-                "UPDATE runs SET status='complete', finished_at=? WHERE run_key=?",
+                "UPDATE runs SET status='failed', error=? WHERE run_key=? AND status!='complete'",
+                (error[:2000], key),
+            )
+
+    @_guarded
+    def finish_run(
+        self, key: str, metrics: Iterable[StoredMetric], settings: MetricSettings | None = None
+    ) -> None:
+        """Write the metrics (for ``settings``) and mark the run complete, atomically."""
+        chosen = settings or MetricSettings()
+        with self._tx() as conn:
+            self._write_metrics(conn, key, chosen, metrics)
+            conn.execute(
+                "UPDATE runs SET status='complete', error=NULL, finished_at=? WHERE run_key=?",
                 (time.time(), key),
             )
 
-    # -- predictions ------------------------------------------------------------------------
-
-    def done_indices(self, key: str) -> set[int]:
-        rows = self._conn.execute("SELECT idx FROM predictions WHERE run_key=?", (key,))
-        return {r[0] for r in rows}
-
-    def add_predictions(self, key: str, rows: Sequence[PredictionRow]) -> int:
-        """Write one batch in one transaction. Rows already stored are kept, not duplicated.
-
-        Returns the number of rows newly written.
-        """
+    @_guarded
+    def delete_runs(self, keys: Sequence[str]) -> int:
+        """Remove runs with every row, metric and name they own; the number removed."""
         with self._tx() as conn:
             before = conn.total_changes
-            conn.executemany(
-                """INSERT OR IGNORE INTO predictions (run_key, idx, uid, label, pred, probs,
-                logits) VALUES (?,?,?,?,?,?,?)""",
-                [
-                    (
-                        key,
-                        r.idx,
-                        r.uid,
-                        r.label,
-                        r.pred,
-                        json.dumps([float(x) for x in r.probs]),
-                        json.dumps([float(x) for x in r.logits]),
-                    )
-                    for r in rows
-                ],
-            )
+            conn.executemany("DELETE FROM runs WHERE run_key=?", [(k,) for k in keys])
             return conn.total_changes - before
 
-    def predictions(self, key: str) -> list[PredictionRow]:
-        rows = self._conn.execute(
-            "SELECT idx, uid, label, pred, probs, logits FROM predictions WHERE run_key=? "
-            "ORDER BY idx",
-            (key,),
-        ).fetchall()
-        return [
-            PredictionRow(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5])) for r in rows
-        ]
-
-    def count_predictions(self, key: str) -> int:
-        row = self._conn.execute(
-            "SELECT COUNT(*) FROM predictions WHERE run_key=?", (key,)
-        ).fetchone()
-        return int(row[0])
-
-    # -- attacked examples ------------------------------------------------------------------
-
-    def add_attack_rows(self, key: str, rows: Sequence[AttackRow]) -> int:
-        """Write finished attacks in one transaction (existing rows are kept); the number new."""
-        with self._tx() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                """INSERT OR IGNORE INTO attack_examples (run_key, idx, uid, label, status,
-                original, perturbed, original_pred, perturbed_pred, original_scores,
-                perturbed_scores, queries, words_changed, words_total)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                [
-                    (
-                        key,
-                        r.idx,
-                        r.uid,
-                        r.label,
-                        r.status,
-                        json.dumps(list(r.original), ensure_ascii=False),
-                        json.dumps(list(r.perturbed), ensure_ascii=False),
-                        r.original_pred,
-                        r.perturbed_pred,
-                        json.dumps([float(x) for x in r.original_scores]),
-                        json.dumps([float(x) for x in r.perturbed_scores]),
-                        r.queries,
-                        r.words_changed,
-                        r.words_total,
-                    )
-                    for r in rows
-                ],
-            )
-            return conn.total_changes - before
-
-    def attack_rows(self, key: str) -> list[AttackRow]:
-        rows = self._conn.execute(
-            """SELECT idx, uid, label, status, original, perturbed, original_pred, perturbed_pred,
-            original_scores, perturbed_scores, queries, words_changed, words_total
-            FROM attack_examples WHERE run_key=? ORDER BY idx""",
-            (key,),
-        ).fetchall()
-        return [
-            AttackRow(
-                idx=r[0],
-                uid=r[1],
-                label=r[2],
-                status=r[3],
-                original=json.loads(r[4]),
-                perturbed=json.loads(r[5]),
-                original_pred=r[6],
-                perturbed_pred=r[7],
-                original_scores=json.loads(r[8]),
-                perturbed_scores=json.loads(r[9]),
-                queries=r[10],
-                words_changed=r[11],
-                words_total=r[12],
-            )
-            for r in rows
-        ]
-
-    def attacked_indices(self, key: str) -> set[int]:
-        rows = self._conn.execute("SELECT idx FROM attack_examples WHERE run_key=?", (key,))
-        return {r[0] for r in rows}
-
-    # -- prompted examples -----------------------------------------------------------------
-
-    def add_prompt_rows(self, key: str, rows: Sequence[PromptRow]) -> int:
-        """Write answered prompts in one transaction (existing rows are kept); the number new."""
-        with self._tx() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                """INSERT OR IGNORE INTO prompt_examples (run_key, idx, uid, label, pred,
-                pred_norm, scores, prompt, output, answer, target, correct, correct_norm, shots)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                [
-                    (
-                        key,
-                        r.idx,
-                        r.uid,
-                        r.label,
-                        r.pred,
-                        r.pred_norm,
-                        json.dumps([float(x) for x in r.scores]),
-                        r.prompt,
-                        r.output,
-                        r.answer,
-                        r.target,
-                        int(r.correct),
-                        int(r.correct_norm),
-                        json.dumps(list(r.shots)),
-                    )
-                    for r in rows
-                ],
-            )
-            return conn.total_changes - before
-
-    def prompt_rows(self, key: str) -> list[PromptRow]:
-        rows = self._conn.execute(
-            """SELECT idx, uid, label, pred, pred_norm, scores, prompt, output, answer, target,
-            correct, correct_norm, shots FROM prompt_examples WHERE run_key=? ORDER BY idx""",
-            (key,),
-        ).fetchall()
-        return [
-            PromptRow(
-                idx=r[0],
-                uid=r[1],
-                label=r[2],
-                pred=r[3],
-                pred_norm=r[4],
-                scores=json.loads(r[5]),
-                prompt=r[6],
-                output=r[7],
-                answer=r[8],
-                target=r[9],
-                correct=bool(r[10]),
-                correct_norm=bool(r[11]),
-                shots=json.loads(r[12]),
-            )
-            for r in rows
-        ]
-
-    def prompted_indices(self, key: str) -> set[int]:
-        rows = self._conn.execute("SELECT idx FROM prompt_examples WHERE run_key=?", (key,))
-        return {r[0] for r in rows}
+    @_guarded
+    def summaries_of(self, key: str) -> list[str]:
+        """The summary runs that list ``key`` as a member."""
+        rows = self._conn.execute("SELECT run_key FROM run_members WHERE member_key=?", (key,))
+        return [r[0] for r in rows]
 
     # -- metrics ----------------------------------------------------------------------------
 
-    def metrics(self, key: str) -> dict[str, StoredMetric]:
+    @staticmethod
+    def _write_metrics(
+        conn: sqlite3.Connection,
+        key: str,
+        settings: MetricSettings,
+        metrics: Iterable[StoredMetric],
+    ) -> None:
+        tag = settings.key()
+        conn.execute("DELETE FROM metrics WHERE run_key=? AND settings=?", (key, tag))
+        conn.execute(
+            "INSERT OR REPLACE INTO metric_sets (run_key, settings, settings_json, computed_at) "
+            "VALUES (?,?,?,?)",
+            (key, tag, canonical_json(settings.model_dump(mode="json")), time.time()),
+        )
+        conn.executemany(
+            "INSERT INTO metrics (run_key, settings, name, value, low, high) VALUES (?,?,?,?,?,?)",
+            [(key, tag, m.name, m.value, m.low, m.high) for m in metrics],
+        )
+
+    @_guarded
+    def put_metrics(
+        self, key: str, settings: MetricSettings, metrics: Iterable[StoredMetric]
+    ) -> None:
+        """Store metrics recomputed under other settings (a no-op on a read-only store)."""
+        if self.readonly:
+            return
+        with self._tx() as conn:
+            self._write_metrics(conn, key, settings, metrics)
+
+    @_guarded
+    def metrics(self, key: str, settings: MetricSettings | None = None) -> dict[str, StoredMetric]:
+        """A run's metrics under ``settings``; without settings, the set written last. Empty
+        when none is stored (see ``bench.engine.run_metrics``, which then computes them)."""
+        if settings is not None:
+            tag: str | None = settings.key()
+        else:
+            row = self._conn.execute(
+                "SELECT settings FROM metric_sets WHERE run_key=? ORDER BY computed_at DESC "
+                "LIMIT 1",
+                (key,),
+            ).fetchone()
+            tag = row[0] if row else None
+        if tag is None:
+            return {}
         rows = self._conn.execute(
-            "SELECT run_key, name, value, low, high FROM metrics WHERE run_key=?", (key,)
+            "SELECT run_key, name, value, low, high FROM metrics WHERE run_key=? AND settings=?",
+            (key, tag),
         ).fetchall()
         return {r[1]: StoredMetric(*r) for r in rows}
 
-    def latest_complete(self, kinds: Sequence[str] = ("eval",)) -> list[RunRecord]:
-        """The newest complete run per (model, task, split, kind, column): what a leaderboard
-        shows. Attack and suite runs carry their column (``suite/attack``) in their config."""
-        latest: dict[tuple[str, str, str, str, str], RunRecord] = {}
-        for rec in self.runs("complete"):
-            if rec.kind not in kinds:
-                continue
-            k = (rec.model, rec.task, rec.split, rec.kind, str(rec.config.get("column", "")))
-            if k not in latest or (rec.finished_at or 0) >= (latest[k].finished_at or 0):
-                latest[k] = rec
-        return list(latest.values())
+    # -- per-example rows -------------------------------------------------------------------
+
+    @_guarded
+    def add_rows(self, table: RowTable[R], key: str, rows: Sequence[R]) -> int:
+        """Write one work unit's rows in one transaction. Rows already stored are kept, not
+        duplicated. Returns the number of rows newly written."""
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany(table.insert_sql(), [(key, *table.encode(r)) for r in rows])
+            return conn.total_changes - before
+
+    @_guarded
+    def rows(self, table: RowTable[R], key: str) -> list[R]:
+        return [table.decode(t) for t in self._conn.execute(table.select_sql(), (key,))]
+
+    @_guarded
+    def row_indices(self, table: RowTable[Any], key: str) -> set[int]:
+        rows = self._conn.execute(f"SELECT idx FROM {table.name} WHERE run_key=?", (key,))
+        return {r[0] for r in rows}
+
+    @_guarded
+    def count_rows(self, table: RowTable[Any], key: str) -> int:
+        sql = f"SELECT COUNT(*) FROM {table.name} WHERE run_key=?"
+        return int(self._conn.execute(sql, (key,)).fetchone()[0])
+
+    # The per-kind names the rest of the code base (and users' scripts) know.
+
+    def add_predictions(self, key: str, rows: Sequence[PredictionRow]) -> int:
+        return self.add_rows(PREDICTION_TABLE, key, rows)
+
+    def predictions(self, key: str) -> list[PredictionRow]:
+        return self.rows(PREDICTION_TABLE, key)
+
+    def done_indices(self, key: str) -> set[int]:
+        return self.row_indices(PREDICTION_TABLE, key)
+
+    def count_predictions(self, key: str) -> int:
+        return self.count_rows(PREDICTION_TABLE, key)
+
+    def add_attack_rows(self, key: str, rows: Sequence[AttackRow]) -> int:
+        return self.add_rows(ATTACK_TABLE, key, rows)
+
+    def attack_rows(self, key: str) -> list[AttackRow]:
+        return self.rows(ATTACK_TABLE, key)
+
+    def attacked_indices(self, key: str) -> set[int]:
+        return self.row_indices(ATTACK_TABLE, key)
+
+    def add_prompt_rows(self, key: str, rows: Sequence[PromptRow]) -> int:
+        return self.add_rows(PROMPT_TABLE, key, rows)
+
+    def prompt_rows(self, key: str) -> list[PromptRow]:
+        return self.rows(PROMPT_TABLE, key)
+
+    def prompted_indices(self, key: str) -> set[int]:
+        return self.row_indices(PROMPT_TABLE, key)
+
+    # -- leaderboard queries ----------------------------------------------------------------
+
+    @_guarded
+    def latest_complete(
+        self, kinds: Sequence[str] = ("eval",), *, model: str | None = None
+    ) -> list[RunRecord]:
+        """The newest complete run per (name, task, split, kind, column): what a leaderboard
+        shows. A run asked for under several display names is shown under each."""
+        marks = ",".join("?" * len(kinds))
+        params: list[Any] = [*kinds]
+        named = ""
+        if model is not None:
+            named = " AND n.name=?"
+            params.append(model)
+        sql = f"""
+            SELECT * FROM (
+                SELECT r.*, n.name AS shown_name, ROW_NUMBER() OVER (
+                    PARTITION BY n.name, r.task, r.split, r.kind, r.column_name
+                    ORDER BY r.finished_at DESC, r.created_at DESC) AS newest
+                FROM runs r INDEXED BY runs_latest
+                JOIN run_names n ON n.run_key = r.run_key
+                WHERE r.status='complete' AND r.kind IN ({marks}){named}
+            ) WHERE newest = 1 ORDER BY created_at, shown_name"""
+        return [
+            replace(self._record(r), model=r["shown_name"]) for r in self._run_rows(sql, params)
+        ]
+
+
+def open_store(path: Path | str | None = None) -> ResultStore:
+    """An existing store for reading: writable when the file is (so metrics recomputed under
+    other settings are kept, and an older schema is migrated), read-only otherwise."""
+    target = Path(path) if path is not None else default_db_path()
+    if not target.exists():
+        raise BenchError(f"results database {target} does not exist")
+    if target.is_file() and not os.access(target, os.W_OK):
+        return ResultStore(target, readonly=True)
+    return ResultStore(target)

@@ -143,7 +143,7 @@ def test_second_run_is_answered_from_the_store(
     again, runner, outcomes, summary = attack(db, pair_task, tiny_model_dir)
     assert again == first
     assert all(o.cached for o in outcomes) and summary.cached  # type: ignore[attr-defined]
-    assert not runner._models, "nothing to compute: the model must not even be loaded"
+    assert runner.engine.models.loads == 0, "nothing to compute: the model must not even be loaded"  # type: ignore[union-attr]
 
 
 def test_query_budget_caps_queries(

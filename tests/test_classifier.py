@@ -226,28 +226,29 @@ def test_bad_device_and_dtype(tiny_model_dir: Path) -> None:
 def test_local_identity_tracks_weights_not_extras(tiny_model_dir: Path, tmp_path: Path) -> None:
     folder = _copy(tiny_model_dir, tmp_path / "m")
     ident = model_identity(str(folder))
-    assert ident["kind"] == "local"
-    assert ident["path"] == str(folder)
-    assert ident["hash"] == model_identity(str(folder))["hash"]
-    # A copy elsewhere is the same model.
-    assert ident["hash"] == model_identity(str(tiny_model_dir))["hash"]
+    assert ident.kind == "local"
+    assert ident.path == str(folder)
+    assert ident.hash == model_identity(str(folder)).hash
+    # A copy elsewhere is the same model, and keys the same (the path is not keyed).
+    assert ident.hash == model_identity(str(tiny_model_dir)).hash
+    assert ident.key() == model_identity(str(tiny_model_dir)).key()
 
     (folder / "README.md").write_text("notes\n")
     st = (folder / "model.safetensors").stat()
     os.utime(folder / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert folder_hash(folder) == ident["hash"]  # new mtime, same bytes: same model
+    assert folder_hash(folder) == ident.hash  # new mtime, same bytes: same model
 
     from safetensors.torch import load_file, save_file
 
     tensors = load_file(folder / "model.safetensors")
     tensors["classifier.bias"] = tensors["classifier.bias"] + 1.0
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
-    changed = model_identity(str(folder))["hash"]
-    assert changed != ident["hash"]
+    changed = model_identity(str(folder)).hash
+    assert changed != ident.hash
 
     vocab = folder / "vocab.txt"
     vocab.write_text(vocab.read_text() + "extra\n")
-    assert model_identity(str(folder))["hash"] != changed
+    assert model_identity(str(folder)).hash != changed
 
 
 def test_local_identity_errors(tmp_path: Path) -> None:
@@ -269,8 +270,18 @@ def test_hub_identity_from_cache_layout(tmp_path: Path, monkeypatch: pytest.Monk
     (repo / "refs" / "main").write_text(commit)
 
     ident = model_identity("acme/tiny-nli", cache_dir=cache)
-    assert ident == {"kind": "hub", "path": "acme/tiny-nli", "hash": commit, "revision": None}
-    assert model_identity("acme/tiny-nli", revision=commit, cache_dir=cache)["hash"] == commit
-    # Not cached: fall back to what the user pinned, else say it is unresolved.
-    assert model_identity("acme/other", revision="v1.0", cache_dir=cache)["hash"] == "v1.0"
-    assert model_identity("acme/other", cache_dir=cache)["hash"] == "unresolved"
+    assert (ident.kind, ident.path, ident.hash, ident.revision) == (
+        "hub",
+        "acme/tiny-nli",
+        commit,
+        None,
+    )
+    assert model_identity("acme/tiny-nli", revision=commit, cache_dir=cache).hash == commit
+    # Not cached: a full commit hash pins itself; anything else cannot be pinned offline and is
+    # refused in one line (never keyed as "unresolved").
+    other = "fedcba9876543210fedcba9876543210fedcba98"
+    assert model_identity("acme/other", revision=other, cache_dir=cache).hash == other
+    for revision in ("v1.0", None):
+        with pytest.raises(ModelError, match="not in the hub cache, and the hub is offline") as e:
+            model_identity("acme/other", revision=revision, cache_dir=cache)
+        assert "\n" not in str(e.value)

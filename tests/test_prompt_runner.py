@@ -122,9 +122,9 @@ def _run_all(
             data = _data(task_dir, name)
             outcomes, summaries = runner.run(_model(lm_dir), runner.plan(data, shots))
             for o in outcomes:
-                out[f"{name}@{o.record.config['column']}"] = store.prompt_rows(o.record.run_key)
+                out[f"{name}@{o.record.column}"] = store.prompt_rows(o.record.run_key)
             for o in summaries:
-                out[f"{name}@{o.record.config['column']}"] = [o.metrics]
+                out[f"{name}@{o.record.column}"] = [o.metrics]
     return out
 
 
@@ -207,21 +207,26 @@ def test_a_crashed_prompt_run_resumes_where_it_stopped(
 
     with ResultStore(tmp_path / "crash.sqlite") as store:
         runner = PromptRunner(store, PromptConfig(), progress=False)
-        real = store.add_prompt_rows
+        # Every work unit of every run kind is written through add_rows.
+        real = store.add_rows
         calls = []
 
-        def add_then_crash(key: str, rows: Any) -> int:
+        def add_then_crash(table: Any, key: str, rows: Any) -> int:
             if calls:
                 raise Crash
             calls.append(len(rows))
-            return real(key, rows)
+            return real(table, key, rows)
 
-        store.add_prompt_rows = add_then_crash  # type: ignore[method-assign]
+        store.add_rows = add_then_crash  # type: ignore[method-assign]
         with pytest.raises(Crash):
             runner.run_one(_model(lm_dir), planned)
-        stored = len(store.prompted_indices(runner.key_for(planned, _model(lm_dir))))
+        key = runner.key_for(planned, _model(lm_dir))
+        stored = len(store.prompted_indices(key))
         assert stored == calls[0] > 0
-        store.add_prompt_rows = real  # type: ignore[method-assign]
+        # The crash is recorded: the run is failed, with the error, and its rows are kept.
+        failed = store.get_run(key)
+        assert failed is not None and failed.status == "failed" and "Crash" in str(failed.error)
+        store.add_rows = real  # type: ignore[method-assign]
         outcome = runner.run_one(_model(lm_dir), planned)
         assert not outcome.cached and outcome.answered == len(whole) - stored
         resumed = store.prompt_rows(outcome.record.run_key)
@@ -253,7 +258,7 @@ def test_chat_template_wraps_turns_and_answers_open_the_assistant_turn(
             runner = PromptRunner(store, PromptConfig(chat_template=use, limit=5), progress=False)
             (planned,) = runner.plan(data, [1], [0])
             outcome = runner.run_one(model, planned)
-            assert outcome.record.config["chat_template_used"] is use
+            assert outcome.record.config.chat_template_used is use
             row = store.prompt_rows(outcome.record.run_key)[0]
             shot = next(ex for ex in data.split("train") if ex.uid == row.shots[0])
             if use:
@@ -309,7 +314,7 @@ def test_nli_zero_shot_matches_the_transformers_pipeline(
         runner = PromptRunner(store, PromptConfig(batch_size=4), progress=False)
         planned = runner.plan(data, adapter="nli")
         _, (summary,) = runner.run(ModelSpec(name="nli", path=str(minilm_2way)), planned)
-        rows = store.prompt_rows(summary.record.config["prompt_runs"][0])
+        rows = store.prompt_rows(summary.record.members[0])
     classify = pipeline("zero-shot-classification", model=str(minilm_2way), device="cpu")
     examples = data.split("test")
     assert len(rows) == len(examples) == len(texts)
@@ -562,7 +567,7 @@ def test_default_causal_lm_answers_builtin_reasoning_tasks(tmp_path: Path) -> No
     assert "smollm2-135m-instruct" in proc.stdout
     with ResultStore(db) as store:
         prompts = [r for r in store.runs() if r.kind == "prompt"]
-        assert len(prompts) == 4 and all(r.config["chat_template_used"] for r in prompts)
+        assert len(prompts) == 4 and all(r.config.chat_template_used for r in prompts)
         for record in prompts:
             rows = store.prompt_rows(record.run_key)
             assert len(rows) == 4

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
+from bench.records import EvalRunConfig
 from bench.store import PredictionRow, ResultStore, RunRecord, StoredMetric, run_key
 
 
@@ -21,7 +22,7 @@ def _record(key: str, model: str = "m", task: str = "t", n: int = 4) -> RunRecor
         model=model,
         model_path="/x",
         model_hash="mh",
-        config={"split": "test"},
+        config=EvalRunConfig(split="test"),
         split="test",
         n_examples=n,
         label_names=["a", "b"],
@@ -46,7 +47,10 @@ def test_begin_is_idempotent_and_roundtrips(tmp_path: Path) -> None:
     with ResultStore(tmp_path / "r.sqlite") as store:
         first = store.begin_run(_record("k1"))
         again = store.begin_run(_record("k1", model="other"))
-        assert again.model == first.model == "m"
+        # The stored record is never overwritten; the run is shown under the name asked for.
+        assert first.model == "m" and again.model == "other"
+        assert store.get_run("k1").model == "m"  # type: ignore[union-attr]
+        assert store.names("k1") == ["m", "other"]
         assert first.label_mapping == {"A": "a", "B": "b"}
         assert first.status == "running"
 

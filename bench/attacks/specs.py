@@ -103,4 +103,16 @@ class AttackConfig(Spec):
     max_length: int = Field(default=256, ge=8)
     # Input columns the attack may modify (None: the last input, i.e. the hypothesis of a pair).
     attack_columns: list[str] | None = None
+    # Bootstrap settings: they change metrics only, recomputed from stored rows (not keyed).
     n_bootstrap: int = Field(default=1000, ge=0)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+
+    def identity(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"n_bootstrap", "confidence"})
+
+    def metric_settings(self) -> Any:
+        from bench.records import MetricSettings
+
+        return MetricSettings(
+            n_bootstrap=self.n_bootstrap, confidence=self.confidence, seed=self.seed
+        )

@@ -3,7 +3,7 @@
 Stock ``HuggingFaceModelWrapper`` pads every query to the tokenizer's maximum length (512 for
 BERT-style models) and TextAttack batches only one search step of one example. Here queries go
 through :class:`ModelQuery`: de-duplicated, answered from a cache when seen before, and computed
-by ``HFClassifier`` with dynamic padding over length-sorted batches. Outputs are in the task's
+by the classifier backend with dynamic padding over length-sorted batches. Outputs are in the task's
 label order, so an attack's ground-truth label is a task label id.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from bench.attacks.compat import load_textattack
 
 if TYPE_CHECKING:
-    from bench.models.classifier import HFClassifier
+    from bench.backends import Classifier
     from bench.models.labels import LabelAlignment
 
 _ta = load_textattack()
@@ -52,7 +52,7 @@ class ModelQuery:
 
     def __init__(
         self,
-        classifier: HFClassifier,
+        classifier: Classifier,
         alignment: LabelAlignment,
         batch_size: int = 64,
         cache_size: int = 1 << 20,

@@ -33,12 +33,14 @@ from typing import TYPE_CHECKING, Any
 from bench.errors import ModelError
 from bench.hub import ensure_hub_model
 from bench.models.batching import OOMBackoff, length_sorted_batches
-from bench.models.classifier import (
-    _NO_LIMIT,
-    _check_local_folder,
-    _first_line,
-    _offline,
+from bench.models.hf_loading import (
+    check_local_folder,
+    hub_options,
+    limited_length,
     load_error,
+    load_tokenizer,
+    load_weights,
+    read_config,
     resolve_device,
     resolve_dtype,
 )
@@ -89,22 +91,8 @@ def _read_config(path: str, revision: str | None, trust_remote_code: bool) -> An
         raise ModelError(f"model folder {path} has no config.json")
     if folder is None:
         ensure_hub_model(path)  # offline and not cached: one line now, not ~30 s of retries
-    import transformers
-    from transformers import AutoConfig
-
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        return AutoConfig.from_pretrained(
-            str(folder) if folder is not None else path,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            local_files_only=folder is not None or _offline(),
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        raise load_error(path, folder, exc, "a model") from exc
-    finally:
-        transformers.logging.set_verbosity(verbosity)
+    source = str(folder) if folder is not None else path
+    return read_config(source, path, folder, hub_options(folder, revision, trust_remote_code))
 
 
 def is_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool = False) -> bool:
@@ -139,15 +127,12 @@ class CausalLM:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.path = path
-        limits = [max_length or _DEFAULT_MAX_LENGTH]
-        tok_limit = getattr(tokenizer, "model_max_length", None)
-        if isinstance(tok_limit, int) and 0 < tok_limit < _NO_LIMIT:
-            limits.append(tok_limit)
         # Positions past the embedding table are an index error (or silent garbage), not a result.
-        pos_limit = getattr(model.config, "max_position_embeddings", None)
-        if isinstance(pos_limit, int) and pos_limit > 0:
-            limits.append(pos_limit)
-        self.max_length = min(limits)
+        self.max_length = limited_length(
+            max_length or _DEFAULT_MAX_LENGTH,
+            tokenizer,
+            [getattr(model.config, "max_position_embeddings", None)],
+        )
         self._bos = self._detect_bos()
         self._backoff: OOMBackoff | None = None
 
@@ -175,59 +160,40 @@ class CausalLM:
         if folder is None:
             ensure_hub_model(path)
         if folder is not None and gguf_file is None:
-            _check_local_folder(folder, path, use_safetensors)
+            check_local_folder(folder, path, use_safetensors)
         if folder is not None and gguf_file is not None and not (folder / gguf_file).is_file():
             raise ModelError(f"model folder {path} has no GGUF file {gguf_file}")
         resolved_device = resolve_device(device)
         dtype_name = resolve_dtype(dtype, resolved_device)
 
         import torch
-        import transformers
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         source = str(folder) if folder is not None else path
-        common: dict[str, Any] = {
-            "revision": revision,
-            "trust_remote_code": trust_remote_code,
-            "local_files_only": folder is not None or _offline(),
-        }
+        common = hub_options(folder, revision, trust_remote_code)
         if gguf_file is not None:
             common["gguf_file"] = gguf_file
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()
-        try:
-            # The config first: refusing an encoder here costs no weight loading.
-            config = AutoConfig.from_pretrained(source, **common)
-            _check_causal(config, path)
-            weights = {} if gguf_file is not None else {"use_safetensors": use_safetensors}
-            loaded: Any = AutoModelForCausalLM.from_pretrained(
-                source,
-                config=config,
-                output_loading_info=True,
-                dtype=getattr(torch, dtype_name),
-                **weights,
-                **common,
-            )
-            model, info = loaded
-        except ModelError:
-            raise
-        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
-            raise cls._load_error(path, folder, exc) from exc
-        except Exception as exc:  # safetensors' own error type, unreadable headers, ...
-            raise ModelError(f"cannot read weights of model {path}: {_first_line(exc)}") from exc
-        finally:
-            transformers.logging.set_verbosity(verbosity)
+        # The config first: refusing an encoder here costs no weight loading.
+        config = read_config(source, path, folder, common, "a causal language model")
+        _check_causal(config, path)
+        weights: dict[str, Any] = (
+            {} if gguf_file is not None else {"use_safetensors": use_safetensors}
+        )
         # Tied output embeddings are reported missing by some versions although they are loaded.
-        tied = bool(getattr(model.config, "tie_word_embeddings", False))
-        missing = [k for k in info.get("missing_keys", []) if k and not (tied and "lm_head" in k)]
-        if missing:
-            shown = ", ".join(sorted(missing)[:3]) + (", ..." if len(missing) > 3 else "")
-            raise ModelError(f"model {path} is missing trained weights ({shown})")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **common)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            message = f"cannot load the tokenizer of model {path}: {_first_line(exc)}"
-            raise ModelError(message) from exc
+        tied = bool(getattr(config, "tie_word_embeddings", False))
+        model = load_weights(
+            AutoModelForCausalLM,
+            source,
+            path,
+            folder,
+            "a causal language model",
+            ignore_missing=lambda key: tied and "lm_head" in key,
+            config=config,
+            dtype=getattr(torch, dtype_name),
+            **weights,
+            **common,
+        )
+        tokenizer = load_tokenizer(source, path, **common)
         model = model.to(device=resolved_device)
         return cls(model, tokenizer, path=path, max_length=max_length)
 

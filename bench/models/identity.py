@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bench.errors import ModelError
+
+if TYPE_CHECKING:
+    from bench.backends import ModelIdentity
 
 # Files besides weights that decide how text becomes logits.
 TOKENIZER_FILES = (
@@ -106,24 +109,59 @@ def hub_snapshot_commit(
     return None
 
 
+def resolve_hub_commit(
+    repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None
+) -> str:
+    """The commit ``repo_id`` at ``revision`` names: from the local hub cache, else a full
+    commit hash as given, else asked of the hub. A ModelError in one line when none of these
+    can answer (offline and not cached): a moving ``main`` must never be keyed unresolved."""
+    commit = hub_snapshot_commit(repo_id, revision, cache_dir)
+    if commit is not None:
+        return commit
+    if revision is not None and _COMMIT_RE.match(revision):
+        return revision
+    from bench.models.hf_loading import first_line, offline
+
+    at = f" at revision {revision!r}" if revision else ""
+    if offline():
+        from bench.hub import offline_reason
+
+        why = offline_reason() or "HF_HUB_OFFLINE"
+        raise ModelError(
+            f"model {repo_id!r}{at} is not a local folder and not in the hub cache, and the hub "
+            f"is offline ({why}); its exact version cannot be pinned: download it first, "
+            "pass a local folder, or pin a full commit hash with --revision"
+        )
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(repo_id, revision=revision)
+    except Exception as exc:  # network errors, 404s, gated repositories: one line each
+        raise ModelError(
+            f"cannot resolve model {repo_id!r}{at} on the hub: {first_line(exc)}"
+        ) from None
+    if not info.sha:
+        raise ModelError(f"the hub gave no commit for model {repo_id!r}{at}")
+    return str(info.sha)
+
+
 def model_identity(
-    path: str, revision: str | None = None, cache_dir: str | Path | None = None
-) -> dict[str, Any]:
-    """``{"kind", "path", "hash", "revision"}`` for a local folder or a hub id.
+    path: str,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    backend: str = "hf",
+) -> ModelIdentity:
+    """Which model ``path`` names, for a local folder or a hub id.
 
     Local: ``hash`` is a SHA-256 over (relative path, file SHA-256) of config, weights and
-    tokenizer files. Hub: ``hash`` is the commit of the cached snapshot, else the given revision,
-    else ``"unresolved"`` (a moving ``main`` cannot be pinned without the cache).
+    tokenizer files. Hub: ``hash`` is the resolved commit (see :func:`resolve_hub_commit`).
     """
+    from bench.backends import ModelIdentity
+
     folder = local_model_dir(path)
     if folder is not None:
         if not (folder / "config.json").is_file():
             raise ModelError(f"model folder {path} has no config.json")
-        return {"kind": "local", "path": path, "hash": folder_hash(folder), "revision": revision}
-    commit = hub_snapshot_commit(path, revision, cache_dir)
-    return {
-        "kind": "hub",
-        "path": path,
-        "hash": commit or revision or "unresolved",
-        "revision": revision,
-    }
+        return ModelIdentity(backend, "local", path, folder_hash(folder), revision)
+    commit = resolve_hub_commit(path, revision, cache_dir)
+    return ModelIdentity(backend, "hub", path, commit, revision)

@@ -44,8 +44,6 @@ DEGENERATE_NOTE = (
     "share follow the mark)"
 )
 N_NOTE = "n: examples per cell (in the column header when all its cells share one)"
-# Metrics where a smaller value ranks higher.
-LOWER_IS_BETTER = frozenset({"ece", "brier"})
 LONG_COLUMNS = (
     "model",
     "column",
@@ -180,7 +178,10 @@ def _model_order(rows: Sequence[ResultRow]) -> list[str]:
     scores: dict[str, list[float]] = {}
     for r in rows:
         scores.setdefault(r.model, []).append(r.value)
-    sign = 1.0 if rows and rows[0].metric in LOWER_IS_BETTER else -1.0
+    from bench.metrics import higher_is_better
+
+    # The metric registry says which way is better (ECE and Brier: smaller).
+    sign = 1.0 if rows and higher_is_better(rows[0].metric) is False else -1.0
     return sorted(scores, key=lambda m: (sign * sum(scores[m]) / len(scores[m]), m))
 
 
@@ -191,7 +192,8 @@ def _columns(rows: Sequence[ResultRow]) -> list[str]:
 def leaderboard_frame(rows: Sequence[ResultRow], metric: str = "accuracy") -> pd.DataFrame:
     """Float table: index = models (best mean first), columns = labels (sorted), NaN if missing.
 
-    "Best" is the highest mean, or the lowest for metrics in ``LOWER_IS_BETTER`` (ECE, Brier).
+    "Best" is the highest mean, or the lowest for metrics registered as lower-is-better (ECE,
+    Brier).
     """
     import pandas as pd
 

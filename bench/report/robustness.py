@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.store import AttackRow, RunRecord, StoredMetric
+    from bench.records import AttackRow, RunRecord, StoredMetric
 
 COLUMNS = (
     "attack",
@@ -41,10 +41,10 @@ def robustness_table(
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for rec, m in runs:
         suite = rec.kind == "suite"
-        name = f"**{rec.config['column']} (all attacks)**" if suite else rec.config["column"]
+        name = f"**{rec.column} (all attacks)**" if suite else rec.column
         cells = [
             name.replace("|", r"\|"),
-            str(rec.config.get("profile_hash", "")),
+            rec.profile_hash or "",
             _num(m.get("n"), ".0f"),
             _ci(m.get("clean_accuracy")),
             _ci(m.get("accuracy_under_attack")),
