@@ -1,29 +1,45 @@
 """nlp-bench: evaluation and robustness benchmark harness for fine-tuned NLP models.
 
-Public names are importable from here. Modules that pull in torch or transformers are loaded only
-when one of their names is first used, so ``import bench`` stays light.
+Public names are importable from here. Every module behind them (even ``bench.specs``, which
+imports pydantic) is loaded only when one of its names is first used, so ``import bench`` (and
+with it ``bench --help``) stays light.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench._version import __version__
 from bench.errors import AssetError, BenchError, DataError, ModelError, SpecError
-from bench.specs import (
-    BigBenchSource,
-    EvalConfig,
-    HubSource,
-    LocalSource,
-    ModelSpec,
-    SplitPlan,
-    TaskSpec,
-    ThresholdLabels,
-    VaderSource,
+
+if TYPE_CHECKING:  # the real types for checkers; at run time __getattr__ imports them on demand
+    from bench.specs import (
+        BigBenchSource,
+        EvalConfig,
+        HubSource,
+        LocalSource,
+        ModelSpec,
+        SplitPlan,
+        TaskSpec,
+        ThresholdLabels,
+        VaderSource,
+    )
+
+_SPECS = (
+    "BigBenchSource",
+    "EvalConfig",
+    "HubSource",
+    "LocalSource",
+    "ModelSpec",
+    "SplitPlan",
+    "TaskSpec",
+    "ThresholdLabels",
+    "VaderSource",
 )
 
 _LAZY = {
+    **dict.fromkeys(_SPECS, "bench.specs"),
     "Example": "bench.tasks",
     "TaskData": "bench.tasks",
     "get_task": "bench.tasks",
@@ -70,7 +86,7 @@ __all__ = [
     "ThresholdLabels",
     "VaderSource",
     "__version__",
-    *sorted(_LAZY),
+    *sorted(set(_LAZY) - set(_SPECS)),
 ]
 
 

@@ -840,17 +840,23 @@ def _status(console: Any, message: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _progress(console: Any, description: str, total: int) -> Iterator[Callable[[int], None]]:
-    if console is None or not console.is_terminal:
+    if console is None:
         yield lambda n: None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=console,
+    from bench.progress import make_progress
+
+    # A live bar on a terminal; in a log, a plain line per 5 % (sizes in KB/MB).
+    with make_progress(
+        columns=[
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+        ],
+        format_count=lambda n: _human(int(n)),
+        target=console,
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=total)

@@ -8,6 +8,7 @@ instant. Every ``BenchError`` becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -476,10 +477,14 @@ def finetune(
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
     )
+    from bench.finetune import summary_line
+
+    started = time.perf_counter()
     result = finetune_on_tasks(
         task, base, out, config, max_train, tasks_dir=tasks_dir or [], progress=progress
     )
-    _echo(str(result))
+    # Always, with or without progress: where the model went and how it did.
+    _echo(summary_line(result, time.perf_counter() - started))
 
 
 # ------------------------------------------------------------------------------------- leaderboard
@@ -542,10 +547,22 @@ def leaderboard(
             kinds.append("prompt")
         records = store.latest_complete(kinds=kinds)
         rows = result_rows(store, records, metric=metric, settings=settings)
+        held: set[str] = set()
+        if not rows:  # only to say what there is instead
+            from bench.engine import run_metrics
+
+            held = {n for r in records for n in run_metrics(store, r, settings)}
+        # Baselines and flags stored beside the metrics, not metrics to rank by.
+        held -= {"majority", "spread", "dominant_label", "dominant_share"}
+    if not records:
+        raise BenchError("the results database holds no completed runs; run `bench run` first")
+    if not rows:
+        raise BenchError(
+            f"no completed run has metric {metric!r}; the stored runs have: "
+            f"{', '.join(sorted(held)) or 'no metrics'}"
+        )
     if group_seeds:
         rows = group_seeds_rows(rows)
-    if not rows:
-        raise BenchError("the results database holds no completed runs; run `bench run` first")
     text = render(rows, fmt, metric=metric)  # type: ignore[arg-type]
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -183,27 +183,25 @@ def _accuracy(
     return correct / len(data)
 
 
-def _progress(enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+# Shown by the live bar's columns, and appended to plain progress lines in logs.
+_TRAIN_FIELDS = "{task.fields[rate]:>7.1f} ex/s  loss {task.fields[loss]:.4f}{task.fields[dev]}"
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(
-            "{task.fields[rate]:>7.1f} ex/s  loss {task.fields[loss]:.4f}{task.fields[dev]}"
-        ),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from bench.progress import make_progress
+
+    return make_progress(
+        enabled,
+        columns=[
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(_TRAIN_FIELDS),
+            TimeElapsedColumn(),
+        ],
+        plain_fields=_TRAIN_FIELDS,
     )
 
 
@@ -221,6 +219,10 @@ def _load_base(
     folder = local_model_dir(base)
     source = str(folder) if folder is not None else base
     local_only = folder is not None or offline()
+    if folder is None:
+        from bench.hub import ensure_hub_model
+
+        ensure_hub_model(base)  # offline and not cached: say so now, not after retries
     verbosity = transformers.logging.get_verbosity()
     # A base model's head is *meant* to be newly initialised; the library warns loudly about it.
     transformers.logging.set_verbosity_error()
@@ -480,6 +482,29 @@ def finetune(
         epochs_run=epochs_run,
         lora=lora_card,
     )
+
+
+def summary_line(folder: Path, seconds: float) -> str:
+    """One line about a fine-tuned model folder, from its card: where it is, epochs run,
+    training examples, dev accuracy (if there was a dev split) and time; ``seconds`` is the wall
+    time the caller measured around everything (data, loading, training, saving)."""
+    card = json.loads((Path(folder) / CARD_NAME).read_text(encoding="utf-8"))
+    epochs, planned = card.get("epochs_run", 0), card.get("config", {}).get("epochs", 0)
+    parts = [f"{epochs} epoch{'' if epochs == 1 else 's'}"]
+    if card.get("stopped_early"):
+        parts[0] += f" of {planned} (stopped early)"
+    parts.append(f"{card.get('train_size', 0):,} training examples")
+    dev = card.get("dev_accuracy")
+    if dev is None:
+        parts.append("no dev split")
+    else:
+        best = card.get("best_epoch")
+        # Under early stopping the saved weights (and this score) are the best epoch's.
+        early = card.get("config", {}).get("early_stopping_patience") is not None
+        which = f", best epoch {best}" if early and best is not None and best != epochs else ""
+        parts.append(f"dev accuracy {dev:.3f} ({card.get('dev_size', 0):,} examples{which})")
+    parts.append(f"trained in {card.get('train_time_s', 0.0):.1f} s, {seconds:.1f} s in all")
+    return f"saved {folder}: " + ", ".join(parts)
 
 
 def _versions(bench_version: str, lora: bool) -> dict[str, str]:

@@ -294,7 +294,7 @@ def test_leaderboard_shows_clean_and_under_attack_side_by_side(
     assert md.returncode == 0, md.stderr
     header = next(line for line in md.stdout.splitlines() if line.startswith("| model"))
     cells = [c.strip() for c in header.strip("|").split("|")]
-    assert cells[1:] == ["cli_pairs", "cli_pairs@one"]
+    assert cells[1:] == ["cli_pairs (n=12)", "cli_pairs@one (n=12)"]
     csv = _bench("leaderboard", "--db", str(db), "--format", "csv")
     import io
 

@@ -206,8 +206,8 @@ def test_uncached_hub_id_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     with pytest.raises(ModelError) as err:
         HFClassifier.load("bench-test-org/no-such-model-xyz")
     assert (
-        "cannot load model 'bench-test-org/no-such-model-xyz' (not a local folder and not in "
-        "the hub cache; offline?)" in str(err.value)
+        "cannot load model 'bench-test-org/no-such-model-xyz': it is not a local folder and not "
+        "in the hub cache, and HF_HUB_OFFLINE is set" in str(err.value)
     )
     assert "\n" not in str(err.value)
 

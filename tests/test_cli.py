@@ -36,7 +36,7 @@ def _modules_after(args: list[str]) -> set[str]:
         "import sys\nfrom bench.cli import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
         "print('MODULES:', ' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'torch', 'textattack', 'transformers', 'datasets', 'pandas'})))"
+        "{'torch', 'textattack', 'transformers', 'datasets', 'pandas', 'pydantic', 'numpy'})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     marker = [line for line in out.stdout.splitlines() if line.startswith("MODULES:")]
@@ -47,7 +47,8 @@ def _modules_after(args: list[str]) -> set[str]:
 def test_help_imports_no_heavy_library() -> None:
     loaded = _modules_after(["--help"])
     assert not {m for m in loaded if m.split(".")[0] in {"torch", "textattack"}}, loaded
-    assert not loaded, loaded  # transformers, datasets and pandas stay out too
+    # transformers, datasets, pandas, numpy and pydantic (bench.specs) stay out too
+    assert not loaded, loaded
 
 
 def test_tasks_list_imports_no_torch() -> None:
@@ -156,3 +157,26 @@ def test_bad_option_value_is_exit_2(tmp_path: Path) -> None:
 def test_unknown_leaderboard_format(fmt: str, tmp_path: Path) -> None:
     proc = _bench("leaderboard", "--format", fmt, "--db", str(tmp_path / "r.sqlite"))
     assert_user_error(proc, "unknown format")
+
+
+def test_leaderboard_of_a_metric_no_run_has_lists_the_ones_they_have(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from bench.store import ResultStore
+
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db):
+        pass
+    empty = _bench("leaderboard", "--db", str(db))
+    assert_user_error(empty, "holds no completed runs")
+    task = _local_task(tmp_path, ROWS, metrics="[accuracy, macro_f1]")
+    ran = _run(task, tiny_model_dir, tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    proc = _bench("leaderboard", "--metric", "ece", "--db", str(db))
+    # Not "no completed runs": there is one, it just has no ECE.
+    assert_user_error(
+        proc, "no completed run has metric 'ece'", "stored runs have: accuracy, macro_f1"
+    )
+    assert "no completed runs" not in proc.stderr
+    shown = _bench("leaderboard", "--metric", "macro_f1", "--db", str(db))
+    assert shown.returncode == 0 and "local_pairs (n=2)" in shown.stdout

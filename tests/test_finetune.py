@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -541,3 +542,51 @@ def test_lora_trains_in_full_what_the_base_lacks(
     )
     assert all(not np.array_equal(saved[k], initial[k]) for k in initial)
     assert HFClassifier.load(str(tmp_path / "m"), device="cpu").labels == LABELS
+
+
+def _cli_finetune(
+    tiny_base_dir: Path, tmp_path: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    rows = [
+        {
+            "text": f"{random.Random(i).choice(GOOD_WORDS if i % 2 else BAD_WORDS)} film",
+            "label": i % 2,
+        }
+        for i in range(60)
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = tmp_path / "t.yaml"
+    task.write_text(
+        "name: t\nsource: {type: local, path: d.jsonl}\ninputs: [text]\nlabels: [neg, pos]\n"
+        "splits: {fractions: {train: 0.7, dev: 0.3}}\n"
+    )
+    out = tmp_path / "out"
+    return subprocess.run(
+        [
+            sys.executable, "-m", "bench", "finetune", "--task", str(task),
+            "--base", str(tiny_base_dir), "--out", str(out), "--epochs", "1", *extra,
+        ],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+
+
+def test_cli_no_progress_still_prints_a_summary_line(tiny_base_dir: Path, tmp_path: Path) -> None:
+    proc = _cli_finetune(tiny_base_dir, tmp_path, "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout
+    card = json.loads((tmp_path / "out" / CARD_NAME).read_text())
+    assert lines[0].startswith(f"saved {tmp_path / 'out'}: 1 epoch, {card['train_size']} training")
+    assert f"dev accuracy {card['dev_accuracy']:.3f} ({card['dev_size']} examples)" in lines[0]
+    assert re.search(r"trained in \d+\.\d s, \d+\.\d s in all$", lines[0]), lines[0]
+    assert "%" not in proc.stderr  # no progress asked for, none shown
+
+
+def test_cli_progress_in_a_log_is_plain_lines(tiny_base_dir: Path, tmp_path: Path) -> None:
+    # stderr is a pipe here, as in CI or `| tee`: no live bar, plain lines instead.
+    proc = _cli_finetune(tiny_base_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("epoch 1/1: ")]
+    assert lines and re.match(r"^epoch 1/1: 100% \((\d+)/\1\) \d+\.\d s .* ex/s loss ", lines[-1])
+    assert "\x1b[" not in proc.stderr  # no cursor movement or colour codes in a log
+    assert proc.stdout.startswith("saved ")

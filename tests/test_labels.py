@@ -137,3 +137,49 @@ def test_softmax_is_stable_for_large_logits() -> None:
     probs = al.to_task_probs(np.array([[1000.0, 0.0], [-1000.0, 1000.0]]))
     assert np.isfinite(probs).all()
     np.testing.assert_allclose(probs, [[0.0, 1.0], [1.0, 0.0]])
+
+
+# ------------------------------------------------------------------------ the --label-map hint
+
+
+def _refusal(model: list[str], task: list[str]) -> str:
+    with pytest.raises(ModelError) as err:
+        align_labels(model, task)
+    return str(err.value)
+
+
+def test_unrelated_label_sets_get_no_label_map_proposal() -> None:
+    # An NLI model on a sentiment task: any "entailment=negative" would be nonsense.
+    message = _refusal(["entailment", "neutral", "contradiction"], ["negative", "positive"])
+    assert message.startswith(
+        "model labels [entailment, neutral, contradiction] do not match task labels "
+        "[negative, positive]; the label sets do not correspond"
+    )
+    assert "--label-map" not in message and "=negative" not in message
+    assert "--adapter nli" in message  # what such a model can do with the task
+    other = _refusal(["joy", "anger", "fear"], ["negative", "positive"])
+    assert "--label-map" not in other and "--adapter" not in other
+    assert "do not correspond" in other
+
+
+def test_names_that_pair_up_get_a_complete_proposal() -> None:
+    message = _refusal(["pos", "neg"], ["negative", "positive"])
+    assert message.endswith("pass a label map (--label-map pos=positive,neg=negative)")
+    message = _refusal(["ENTAILMENT", "NOT_ENTAILMENT"], ["entailment", "non-entailment"])
+    assert "match no task label" in message
+    assert "--label-map ENTAILMENT=entailment,NOT_ENTAILMENT=non-entailment)" in message
+
+
+def test_partly_unmatched_labels_without_a_plausible_pair_get_no_guess() -> None:
+    message = _refusal(["positive", "negative", "mixed"], ["negative", "positive"])
+    assert message.startswith("model labels [mixed] match no task label in [negative, positive]")
+    assert message.endswith(
+        "add task label_aliases for them, or a --label-map covering every model label"
+    )
+    assert "mixed=" not in message
+
+
+def test_fewer_model_classes_than_task_labels_says_so() -> None:
+    message = _refusal(["entailment", "contradiction"], ["entailment", "neutral", "contradiction"])
+    assert message.endswith("the model has no class for them (a model trained for another task?)")
+    assert "--label-map" not in message

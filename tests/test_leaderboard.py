@@ -17,10 +17,13 @@ from bench.errors import DataError, SpecError
 from bench.report.leaderboard import (
     DAGGER,
     DAGGER_NOTE,
+    DEGENERATE,
+    DEGENERATE_SHARE,
     MAJORITY_ROW,
     MISSING,
     ResultRow,
     format_cell,
+    group_seeds,
     leaderboard_cells,
     leaderboard_frame,
     plot,
@@ -187,7 +190,7 @@ def test_markdown_table_parses_back() -> None:
     rows = [*make_rows(), ResultRow("a|b", "sst2", "accuracy", 0.1, None, None, 872, 0.509)]
     text = render(rows, "markdown")
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
-    cells = leaderboard_cells(rows)
+    cells = leaderboard_cells(rows, show_n=True)
     assert len(lines) == 2 + len(cells)
     split = [
         [
@@ -223,3 +226,108 @@ def test_plot_writes_nonblank_png(tmp_path: Path) -> None:
     img = mpimg.imread(out)
     assert img.shape[0] >= 300 and img.shape[1] >= 600
     assert float(np.var(img[..., :3])) > 0.0
+
+
+# ------------------------------------------------------------------------- n, degenerate flag
+
+
+def test_n_goes_in_the_header_when_a_column_shares_it_else_in_each_cell() -> None:
+    rows = [
+        ResultRow("a", "vader_movies", "accuracy", 0.8, 0.78, 0.82, 1060, 0.5),
+        ResultRow("b", "vader_movies", "accuracy", 0.7, 0.68, 0.72, 1060, 0.5),
+        ResultRow("a", "nyt", "accuracy", 0.6, 0.5, 0.7, 120, 0.5),
+        ResultRow("b", "nyt", "accuracy", 0.65, 0.55, 0.75, 1200, 0.5),
+    ]
+    cells = leaderboard_cells(rows, show_n=True)
+    assert list(cells.columns) == ["nyt", "vader_movies (n=1,060)"]
+    assert cells.loc["a", "nyt"] == "0.600 [0.500, 0.700]" + DAGGER + " n=120"
+    assert cells.loc["b", "nyt"] == "0.650 [0.550, 0.750] n=1,200"
+    assert cells.loc["a", "vader_movies (n=1,060)"] == "0.800 [0.780, 0.820]"
+    assert cells.loc[MAJORITY_ROW, "nyt"] == "0.500"  # the baseline row carries no n
+    assert list(leaderboard_cells(rows).columns) == ["nyt", "vader_movies"]  # the data view
+    md = render(rows, "markdown")
+    assert "vader_movies (n=1,060)" in md and "n=1,200" in md and "n: examples per cell" in md
+    page = render(rows, "html")
+    parser = _TableText()
+    parser.feed(page)
+    assert "vader_movies (n=1,060)" in parser.cells
+    assert "0.600 [0.500, 0.700]" + DAGGER + " n=120" in parser.cells
+    tex = render(rows, "latex")
+    assert "vader\\_movies (n=1,060)" in tex and "n=120" in tex
+
+
+DEGENERATE_ROWS = [
+    ResultRow(
+        "constant", "vitaminc_2way", "accuracy", 0.51, 0.488, 0.533, 2000, 0.51, "k1",
+        dominant_label="non-entailment", dominant_share=1.0,
+    ),
+    ResultRow(
+        "constant", "epistemic", "accuracy", 0.63, 0.6, 0.66, 604, 0.632, "k2",
+        dominant_label="non-entailment", dominant_share=0.957,
+    ),
+    # Lopsided but under the threshold: no flag.
+    ResultRow(
+        "fine", "vitaminc_2way", "accuracy", 0.7, 0.68, 0.72, 2000, 0.51, "k3",
+        dominant_label="entailment", dominant_share=0.94,
+    ),
+    ResultRow("fine", "epistemic", "accuracy", 0.8, 0.77, 0.83, 604, 0.632, "k4"),
+]  # fmt: skip
+
+
+def test_degenerate_cells_are_marked_in_the_wide_formats() -> None:
+    assert DEGENERATE_SHARE == 0.95
+    cells = leaderboard_cells(DEGENERATE_ROWS, show_n=True)
+    vit = "vitaminc_2way (n=2,000)"
+    assert cells.loc["constant", vit] == (
+        "0.510 [0.488, 0.533]" + DAGGER + " " + DEGENERATE + "non-entailment 100%"
+    )
+    # 95.7 % is shown rounded down, never as more than it is.
+    assert cells.loc["constant", "epistemic (n=604)"].endswith(DEGENERATE + "non-entailment 95%")
+    assert DEGENERATE not in cells.loc["fine", vit]
+    md = render(DEGENERATE_ROWS, "markdown")
+    assert DEGENERATE + "non-entailment 100%" in md
+    assert DEGENERATE + " one class takes ≥ 95% of the run's predictions" in md
+    page = render(DEGENERATE_ROWS, "html")
+    parser = _TableText()
+    parser.feed(page)
+    assert any(c.endswith(DEGENERATE + "non-entailment 100%") for c in parser.cells)
+    assert "one class takes ≥ 95% of the run" in page
+    tex = render(DEGENERATE_ROWS, "latex")
+    assert "\\textsuperscript{\\ddag}non-entailment 100\\%" in tex
+    assert "$\\geq$ 95\\%" in tex and DEGENERATE not in tex and "≥" not in tex
+    # Without a degenerate cell there is no mark and no note.
+    assert DEGENERATE not in render(DEGENERATE_ROWS[2:], "markdown")
+
+
+def test_degenerate_fields_in_csv_and_json_always_present() -> None:
+    back = pd.read_csv(io.StringIO(render(DEGENERATE_ROWS, "csv")))
+    assert list(back.columns[-2:]) == ["dominant_label", "dominant_share"]
+    by_key = back.set_index(["model", "task"])
+    assert by_key.loc[("constant", "vitaminc_2way"), "dominant_label"] == "non-entailment"
+    assert by_key.loc[("constant", "epistemic"), "dominant_share"] == 0.957
+    # Under the threshold or not measured: empty.
+    assert by_key.loc[("fine", "vitaminc_2way"), ["dominant_label", "dominant_share"]].isna().all()
+    assert by_key.loc[("fine", "epistemic"), ["dominant_label", "dominant_share"]].isna().all()
+    doc = json.loads(render(DEGENERATE_ROWS, "json"))
+    got = {(d["model"], d["task"]): d for d in doc["rows"]}
+    assert got[("constant", "vitaminc_2way")]["dominant_share"] == 1.0
+    assert got[("fine", "vitaminc_2way")]["dominant_label"] is None
+    assert all("dominant_label" in d and "dominant_share" in d for d in doc["rows"])
+    plain = json.loads(render(make_rows(), "json"))["rows"]
+    assert all(d["dominant_label"] is None and d["dominant_share"] is None for d in plain)
+
+
+def test_seed_groups_are_degenerate_only_if_every_seed_is() -> None:
+    def seed(s: int, share: float | None, label: str = "neg") -> ResultRow:
+        return ResultRow(
+            f"m#s{s}", "t", "accuracy", 0.5, 0.4, 0.6, 100, 0.5,
+            dominant_label=label if share is not None else None, dominant_share=share,
+        )  # fmt: skip
+
+    (all_flat,) = group_seeds([seed(0, 1.0), seed(1, 0.96)])
+    assert all_flat.dominant_label == "neg" and all_flat.dominant_share == 0.96
+    assert format_cell(all_flat).endswith(DEGENERATE + "neg 96%")
+    (mixed,) = group_seeds([seed(0, 1.0), seed(1, None)])
+    assert not mixed.is_degenerate and DEGENERATE not in format_cell(mixed)
+    (other,) = group_seeds([seed(0, 1.0, "neg"), seed(1, 1.0, "pos")])
+    assert not other.is_degenerate

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import ModelError
+from bench.hub import ensure_hub_model
 from bench.models.batching import OOMBackoff, length_sorted_batches
 from bench.models.hf_loading import (
     check_local_folder,
@@ -88,6 +89,8 @@ def _read_config(path: str, revision: str | None, trust_remote_code: bool) -> An
     folder = local_model_dir(path)
     if folder is not None and not (folder / "config.json").is_file():
         raise ModelError(f"model folder {path} has no config.json")
+    if folder is None:
+        ensure_hub_model(path)  # offline and not cached: one line now, not ~30 s of retries
     source = str(folder) if folder is not None else path
     return read_config(source, path, folder, hub_options(folder, revision, trust_remote_code))
 
@@ -154,6 +157,8 @@ class CausalLM:
         prefer :func:`bench.models.gguf.convert_gguf` once for repeated use.
         """
         folder = local_model_dir(path)
+        if folder is None:
+            ensure_hub_model(path)
         if folder is not None and gguf_file is None:
             check_local_folder(folder, path, use_safetensors)
         if folder is not None and gguf_file is not None and not (folder / gguf_file).is_file():

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.hub import ensure_hub_model
 from bench.models.hf_loading import (
     check_local_folder,
     hub_options,
@@ -66,6 +67,8 @@ class HFClassifier(TokenizedClassifier):
         folder = local_model_dir(path)
         if folder is not None:
             check_local_folder(folder, path, use_safetensors)
+        else:
+            ensure_hub_model(path)  # offline and not cached: one line now, not ~30 s of retries
         resolved_device = resolve_device(device)
         dtype_name = resolve_dtype(dtype, resolved_device)
 

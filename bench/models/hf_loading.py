@@ -27,7 +27,12 @@ _OFF = {"1", "true", "yes", "on"}
 def offline() -> bool:
     """Whether the hub must not be contacted. Read at call time (the hub libraries read it once
     at import), so a CLI flag or a test can still switch it on: without it an unreachable hub
-    costs ~30 s of retries."""
+    costs ~30 s of retries. bench.hub also probes the endpoint once per process: an unreachable
+    hub means the cache only."""
+    from bench.hub import hub_offline
+
+    if hub_offline():  # the variables, then the probe; before transformers is even imported
+        return True
     from transformers.utils import is_offline_mode
 
     flag = os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", ""))
@@ -80,6 +85,11 @@ def load_error(path: str, folder: Path | None, exc: BaseException, kind: str) ->
     """One line for a failed ``from_pretrained``; ``kind`` names what the adapter needs."""
     message = first_line(exc)
     if folder is None and isinstance(exc, OSError):
+        from bench.hub import not_cached_error
+
+        offline_message = not_cached_error(path)
+        if offline_message is not None:
+            return ModelError(offline_message)
         return ModelError(
             f"cannot load model '{path}' (not a local folder and not in the hub cache; "
             f"offline?): {message}"

@@ -124,9 +124,12 @@ def resolve_hub_commit(
 
     at = f" at revision {revision!r}" if revision else ""
     if offline():
+        from bench.hub import offline_reason
+
+        why = offline_reason() or "HF_HUB_OFFLINE"
         raise ModelError(
             f"model {repo_id!r}{at} is not a local folder and not in the hub cache, and the hub "
-            "is offline (HF_HUB_OFFLINE); its exact version cannot be pinned: download it first, "
+            f"is offline ({why}); its exact version cannot be pinned: download it first, "
             "pass a local folder, or pin a full commit hash with --revision"
         )
     from huggingface_hub import HfApi

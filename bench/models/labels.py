@@ -64,10 +64,68 @@ class LabelAlignment:
         return out
 
 
-def _suggestion(model_labels: Sequence[str], task_labels: Sequence[str]) -> str:
-    # The syntax, shown on the first pair only: a positional guess is exactly what must not happen.
-    first = f"{model_labels[0]}={task_labels[0]}" if model_labels and task_labels else "A=b"
-    return f"pass a label map (--label-map {first},...)"
+# A model trained without label names (LABEL_0, LABEL_1, ... or bare numbers): only the user knows
+# what each means, so a label map is the right fix and the hint may show its syntax.
+_GENERIC = re.compile(r"^(label)?\d+$")
+# Names that mean the same class. Normalised (see ``normalise_label``).
+_SYNONYMS = (
+    frozenset({"entailment", "entails", "entailed", "entail"}),
+    frozenset({"nonentailment", "notentailment", "noentailment", "notentailed"}),
+    frozenset({"contradiction", "contradicts", "contradictory", "contradict"}),
+    frozenset({"neutral", "neither"}),
+    frozenset({"positive", "pos"}),
+    frozenset({"negative", "neg"}),
+    frozenset({"yes", "true"}),
+    frozenset({"no", "false"}),
+)
+
+
+def _is_generic(name: str) -> bool:
+    return bool(_GENERIC.match(normalise_label(name)))
+
+
+def _related(model_label: str, task_label: str) -> bool:
+    """Plausibly the same class: same synonym group, or one name abbreviates the other."""
+    m, t = normalise_label(model_label), normalise_label(task_label)
+    if m == t or any(m in group and t in group for group in _SYNONYMS):
+        return True
+    short, long = sorted((m, t), key=len)
+    return len(short) >= 3 and long.startswith(short)
+
+
+def _proposal(
+    model_labels: Sequence[str], task_labels: Sequence[str], known: dict[str, str] | None = None
+) -> str | None:
+    """A ``--label-map`` hint, only when one is plausible: generic model label names (only the
+    user knows their meaning), or names that pair up (synonyms, abbreviations). Never a
+    positional guess between unrelated names: an NLI model's ``entailment=negative`` is
+    nonsense. ``known`` holds the pairs already matched by name or alias."""
+    if model_labels and all(_is_generic(m) for m in model_labels):
+        # The syntax, shown on the first pair only: the order is the user's to know.
+        first = f"{model_labels[0]}={task_labels[0]}" if task_labels else f"{model_labels[0]}=x"
+        return f"pass a label map (--label-map {first},...)"
+    pairs = dict(known or {})
+    guessed = False
+    for m in model_labels:
+        if m in pairs:
+            continue
+        candidates = [t for t in task_labels if _related(m, t)]
+        if len(candidates) == 1:
+            pairs[m], guessed = candidates[0], True
+    if not guessed:
+        return None
+    shown = ",".join(f"{m}={pairs[m]}" for m in model_labels if m in pairs)
+    rest = "" if all(m in pairs for m in model_labels) else ",..."
+    return f"if the names mean the same, pass a label map (--label-map {shown}{rest})"
+
+
+def _unrelated(model_labels: Sequence[str], task_labels: Sequence[str]) -> str:
+    hint = "the label sets do not correspond (a model trained for another task?)"
+    task_norms = {normalise_label(t) for t in task_labels}
+    model_norms = {normalise_label(m) for m in model_labels}
+    if "entailment" in model_norms and "entailment" not in task_norms:
+        hint += "; an NLI model can answer a classification task zero-shot with --adapter nli"
+    return hint
 
 
 def align_labels(
@@ -127,20 +185,28 @@ def align_labels(
         if len(unmapped) == len(model_labels):
             raise ModelError(
                 f"model labels {_fmt(model_labels)} do not match task labels {_fmt(task_labels)}; "
-                + _suggestion(model_labels, task_labels)
+                + (_proposal(model_labels, task_labels) or _unrelated(model_labels, task_labels))
             )
         if unmapped:
             raise ModelError(
                 f"model labels {_fmt(unmapped)} match no task label in {_fmt(task_labels)} "
-                "(their probability would be dropped); add task label_aliases or "
-                + _suggestion(model_labels, task_labels)
+                "(their probability would be dropped); add task label_aliases for them, or "
+                + (
+                    _proposal(model_labels, task_labels, mapping)
+                    or "a --label-map covering every model label"
+                )
             )
 
     starved = [t for t in task_labels if t not in mapping.values()]
     if starved:
+        if override:
+            fix = "the label map must send at least one model label to each task label"
+        elif len(model_labels) < len(task_labels):
+            fix = "the model has no class for them (a model trained for another task?)"
+        else:
+            fix = "add task label_aliases or a --label-map that sends a model label to each"
         raise ModelError(
-            f"task labels {_fmt(starved)} receive no model label from {_fmt(model_labels)}; "
-            + _suggestion(model_labels, task_labels)
+            f"task labels {_fmt(starved)} receive no model label from {_fmt(model_labels)}; {fix}"
         )
     matrix = np.zeros((len(model_labels), len(task_labels)), dtype=np.float64)
     column = {t: j for j, t in enumerate(task_labels)}

@@ -5,7 +5,10 @@ sets ``column`` (e.g. ``"sst2@textfooler"``), so tables can hold more than clean
 Markdown, HTML and LaTeX show the wide formatted table; CSV and JSON keep the numbers in long form
 for machines.
 A cell whose CI includes the majority-class rate is marked with a dagger: that score is not
-distinguishable from always predicting the most frequent class.
+distinguishable from always predicting the most frequent class. A cell whose run predicted one
+class for at least ``DEGENERATE_SHARE`` of its examples is marked with a double dagger followed by
+that class and its share: a degenerate predictor, whatever its score. The wide formats give each
+column's number of examples in its header when its cells share one, else in each cell.
 """
 
 from __future__ import annotations
@@ -33,8 +36,14 @@ MAJORITY_ROW = "majority-class baseline"
 DAGGER_NOTE = "CI includes the majority-class rate"
 SPREAD = "range "
 SPREAD_NOTE = "range: max - min of the score across prompt templates (prompt sensitivity)"
-# One predicted class taking at least this share of predictions marks a degenerate predictor.
+# One predicted class taking at least this share of a run's predictions marks the cell.
 DEGENERATE_SHARE = 0.95
+DEGENERATE = "‡"
+DEGENERATE_NOTE = (
+    f"one class takes ≥ {DEGENERATE_SHARE:.0%} of the run's predictions (that class and its "
+    "share follow the mark)"
+)
+N_NOTE = "n: examples per cell (in the column header when all its cells share one)"
 LONG_COLUMNS = (
     "model",
     "column",
@@ -50,6 +59,8 @@ LONG_COLUMNS = (
     "spread",
     "sd",
     "seeds",
+    "dominant_label",
+    "dominant_share",
 )
 # Models named "<group>#s<seed>" (as `bench transfer` names them) fold into one row per group.
 SEED_SUFFIX = re.compile(r"^(?P<group>.+)#s(?P<seed>\d+)$")
@@ -77,7 +88,8 @@ class ResultRow:
     # A row folding several fine-tuning seeds: their standard deviation and how many.
     sd: float | None = None
     seeds: int | None = None
-    # A degenerate predictor: the label taking >= DEGENERATE_SHARE of predictions, and its share.
+    # The most predicted class and its share of the run's predictions, filled when the share is
+    # at least DEGENERATE_SHARE (a degenerate predictor); None otherwise.
     dominant_label: str | None = None
     dominant_share: float | None = None
 
@@ -91,6 +103,15 @@ class ResultRow:
         if self.majority is None or self.low is None or self.high is None:
             return False
         return self.low <= self.majority <= self.high
+
+    @property
+    def is_degenerate(self) -> bool:
+        """One class takes at least ``DEGENERATE_SHARE`` of the run's predictions."""
+        return (
+            self.dominant_label is not None
+            and self.dominant_share is not None
+            and self.dominant_share >= DEGENERATE_SHARE
+        )
 
 
 def group_seeds(rows: Sequence[ResultRow]) -> list[ResultRow]:
@@ -110,6 +131,9 @@ def group_seeds(rows: Sequence[ResultRow]) -> list[ResultRow]:
     for (group, _, _), members in groups.items():
         values = [m.value for m in members]
         first = members[0]
+        # The group is degenerate only if every seed is, towards the same class.
+        dominant = {m.dominant_label if m.is_degenerate else None for m in members}
+        label = dominant.pop() if len(dominant) == 1 else None
         out.append(
             replace(
                 first,
@@ -121,6 +145,10 @@ def group_seeds(rows: Sequence[ResultRow]) -> list[ResultRow]:
                 seeds=len(members),
                 run_key="",
                 n=min(m.n for m in members),
+                dominant_label=label,
+                dominant_share=(
+                    min(m.dominant_share or 0.0 for m in members) if label is not None else None
+                ),
             )
         )
     return out
@@ -196,30 +224,60 @@ def majority_rates(
     return out
 
 
-def format_cell(row: ResultRow | None) -> str:
+def _share(share: float) -> str:
+    # Rounded down: "100%" only when every prediction is that class.
+    return f"{math.floor(share * 100 + 1e-9):d}%"
+
+
+def format_cell(row: ResultRow | None, with_n: bool = False) -> str:
     """``"0.812 [0.790, 0.833]"`` (3 decimals), a dagger if the CI includes the majority rate,
-    then ``"range 0.031"`` for a prompted column's spread across templates."""
+    then ``"range 0.031"`` for a prompted column's spread across templates, ``"n=1,060"`` when
+    ``with_n``, and ``"‡negative 100%"`` for a degenerate predictor."""
     if row is None:
         return MISSING
     text = f"{row.value:.3f}"
     if row.sd is not None:
-        return f"{text} ± {row.sd:.3f}"
-    if row.low is not None and row.high is not None:
-        text += f" [{row.low:.3f}, {row.high:.3f}]"
-    text += DAGGER if row.ci_includes_majority else ""
-    if row.spread is not None:
-        text += f" {SPREAD}{row.spread:.3f}"
+        text += f" ± {row.sd:.3f}"
+    else:
+        if row.low is not None and row.high is not None:
+            text += f" [{row.low:.3f}, {row.high:.3f}]"
+        text += DAGGER if row.ci_includes_majority else ""
+        if row.spread is not None:
+            text += f" {SPREAD}{row.spread:.3f}"
+    if with_n:
+        text += f" n={row.n:,}"
+    if row.is_degenerate:
+        assert row.dominant_share is not None  # is_degenerate checks it
+        text += f" {DEGENERATE}{row.dominant_label} {_share(row.dominant_share)}"
     return text
 
 
-def leaderboard_cells(rows: Sequence[ResultRow], metric: str = "accuracy") -> pd.DataFrame:
-    """The wide table as strings, ordered like ``leaderboard_frame``, plus a majority row."""
+def _shared_n(rows: Sequence[ResultRow], columns: Sequence[str]) -> dict[str, int]:
+    """Columns whose cells all cover the same number of examples, with that number."""
+    sizes: dict[str, set[int]] = {c: set() for c in columns}
+    for r in rows:
+        sizes[r.label].add(r.n)
+    return {c: next(iter(ns)) for c, ns in sizes.items() if len(ns) == 1}
+
+
+def leaderboard_cells(
+    rows: Sequence[ResultRow], metric: str = "accuracy", show_n: bool = False
+) -> pd.DataFrame:
+    """The wide table as strings, ordered like ``leaderboard_frame``, plus a majority row.
+
+    With ``show_n`` a column whose cells share one number of examples names it in its header
+    (``"sst2 (n=872)"``); in other columns each cell ends with its own ``"n=..."``.
+    """
     import pandas as pd
 
     chosen = _select(rows, metric)
     models, columns = _model_order(chosen), _columns(chosen)
     by_cell = {(r.model, r.label): r for r in chosen}
-    data = [[format_cell(by_cell.get((m, c))) for c in columns] for m in models]
+    shared = _shared_n(chosen, columns) if show_n else {}
+    data = [
+        [format_cell(by_cell.get((m, c)), with_n=show_n and c not in shared) for c in columns]
+        for m in models
+    ]
     index = list(models)
     rates = majority_rates(chosen, metric)
     if rates:
@@ -232,17 +290,20 @@ def leaderboard_cells(rows: Sequence[ResultRow], metric: str = "accuracy") -> pd
                 baseline.append(f"{lo:.3f}" if math.isclose(lo, hi) else f"{lo:.3f}–{hi:.3f}")
         data.append(baseline)
         index.append(MAJORITY_ROW)
-    return pd.DataFrame(data, index=pd.Index(index, name="model"), columns=columns, dtype=object)
+    headers = [f"{c} (n={shared[c]:,})" if c in shared else c for c in columns]
+    return pd.DataFrame(data, index=pd.Index(index, name="model"), columns=headers, dtype=object)
 
 
 def _footnote(rows: Sequence[ResultRow], metric: str) -> str:
-    note = f"Cells: {metric} [CI low, CI high]; {MISSING}: not evaluated."
+    note = f"Cells: {metric} [CI low, CI high]; {MISSING}: not evaluated; {N_NOTE}."
     if any(r.sd is not None for r in rows):
         note += " Rows of several seeds: mean ± standard deviation across seeds."
     if any(r.ci_includes_majority for r in rows):
         note += f" {DAGGER} {DAGGER_NOTE}."
     if any(r.spread is not None for r in rows):
         note += f" {SPREAD_NOTE}."
+    if any(r.is_degenerate for r in rows):
+        note += f" {DEGENERATE} {DEGENERATE_NOTE}."
     return note
 
 
@@ -253,6 +314,8 @@ def _long_records(rows: Sequence[ResultRow]) -> list[dict[str, Any]]:
     for r in ordered:
         rec = asdict(r)
         rec["column"] = r.label
+        if not r.is_degenerate:  # a share below the threshold is no flag
+            rec["dominant_label"] = rec["dominant_share"] = None
         records.append({key: rec[key] for key in LONG_COLUMNS})
     return records
 
@@ -283,9 +346,11 @@ _LATEX_SPECIAL = {
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX specials; the dagger and the missing-cell dash become LaTeX commands."""
+    """Escape LaTeX specials; the daggers, the missing-cell dash and ≥ become LaTeX commands."""
     out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-    return out.replace(DAGGER, r"\textsuperscript{\dag}").replace(MISSING, "---")
+    out = out.replace(DAGGER, r"\textsuperscript{\dag}")
+    out = out.replace(DEGENERATE, r"\textsuperscript{\ddag}")
+    return out.replace("≥", r"$\geq$").replace(MISSING, "---")
 
 
 def _markdown_escape(text: str) -> str:
@@ -330,7 +395,7 @@ def render(rows: Sequence[ResultRow], fmt: Format, metric: str = "accuracy") -> 
         records = [{k: _json_number(v) for k, v in rec.items()} for rec in _long_records(chosen)]
         return json.dumps({"metric": metric, "rows": records}, ensure_ascii=False, indent=2) + "\n"
 
-    cells = leaderboard_cells(chosen, metric)
+    cells = leaderboard_cells(chosen, metric, show_n=True)
     note = _footnote(chosen, metric)
     title = f"Leaderboard: {metric}"
     if fmt == "html":

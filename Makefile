@@ -1,0 +1,54 @@
+# The README's two commands, each doing all the set-up it needs, idempotently:
+#
+#   make bench   the main job (`bench default`: fetch the pinned assets, fine-tune the default
+#                models once, evaluate, attack, print and write the leaderboard)
+#   make test    the test suite (what CI runs: .ci/run calls `make test`)
+#
+# Set-up: a virtual environment in $(VENV) (created if missing, with $(PYTHON)), and the package
+# installed into it, editable, with its development tools and the pinned constraints; installed
+# again only when pyproject.toml or constraints.txt is newer than the last install (a stamp file
+# in the environment). Nothing needs to be activated: the environment's own binaries are run.
+#
+#   make test PYTEST_ARGS='-m "not slow"'    pass arguments to pytest
+#   make bench BENCH_ARGS='--limit 200'      pass arguments to `bench default`
+#   make test PYTHON=python3.11              choose the interpreter that creates the environment
+
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bench-installed
+
+.PHONY: bench test install chromium
+
+bench: install
+	$(BIN)/bench default $(BENCH_ARGS)
+
+test: install chromium
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Order-only on the interpreter: creating the environment must not, by itself, look like a
+# change, but a new environment has no stamp, so it is installed into.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+# The HTML leaderboard test runs in headless Chromium. Install it when it is missing and that is
+# possible (root with apt-get); otherwise that one test is skipped and says why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the browser test (apt-get)"; \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "note: could not install chromium; the browser test will be skipped"; \
+	else \
+		echo "note: no chromium (as root: apt-get install -y chromium); the browser test will be skipped"; \
+	fi
