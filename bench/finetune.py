@@ -58,6 +58,15 @@ class FinetuneConfig:
         problems = [
             (self.epochs < 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size < 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            # NaN and infinity pass "> 0" or poison every weight at the first step.
+            (not (math.isfinite(self.lr) and self.lr > 0), f"lr must be > 0, got {self.lr}"),
+            (self.max_length < 1, f"max_length must be >= 1, got {self.max_length}"),
+            # numpy's global seed takes 0 <= seed < 2**32.
+            (not 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+            (
+                self.max_train_examples is not None and self.max_train_examples < 1,
+                f"max_train_examples must be >= 1, got {self.max_train_examples}",
+            ),
             (
                 self.early_stopping_patience is not None and self.early_stopping_patience < 1,
                 f"early-stopping patience must be >= 1 epoch, got {self.early_stopping_patience}",
@@ -380,6 +389,7 @@ def finetune(
 
     from bench import __version__
     from bench.models.classifier import resolve_device
+    from bench.paths import check_output_dir
 
     config = config or FinetuneConfig()
     # The dataclass is mutable: a field changed after construction is checked here too.
@@ -392,6 +402,8 @@ def finetune(
         _import_peft()  # fail before any loading or training
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
+    # A folder that cannot be written fails now, not after training.
+    check_output_dir(out_dir, "output folder")
     train_data = _subsample(train, config.max_train_examples, config.seed)
     _validate(train_data, labels, "train")
     dev_data = list(dev) if dev else []
