@@ -325,7 +325,7 @@ def load_glove(
     except (OSError, ValueError, KeyError) as exc:
         raise AssetError(f"cannot read the glove50 asset in {folder}: {exc}") from exc
     pattern = re.compile(WORD_FILTER)
-    rows = [i for i, w in enumerate(words_all) if isinstance(w, str) and pattern.match(w)]
+    rows = [i for i, w in enumerate(words_all) if isinstance(w, str) and pattern.fullmatch(w)]
     rows = rows[:vocab_size]
     words = [words_all[i] for i in rows]
     matrix = np.asarray(vectors[rows], dtype=np.float32)
