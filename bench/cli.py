@@ -698,7 +698,9 @@ def leaderboard(
     from bench.summary import result_rows
 
     if fmt not in FORMATS:
-        raise BenchError(f"unknown format {shown(fmt, 30)} (choose from {', '.join(FORMATS)})")
+        raise BenchError(
+            f"--format: unknown format {shown(fmt, 30)} (choose from {', '.join(FORMATS)})"
+        )
     if db is not None and not db.exists():
         raise BenchError(f"results database {db} does not exist")
     if output is not None:

@@ -160,6 +160,8 @@ def read_yaml(path: Path, what: str) -> Any:
     except RecursionError:
         # The shape check bounds nesting first; this is the last line of defence.
         raise SpecError(f"{what} file {path} is nested too deeply") from None
+    except SpecError:
+        raise  # the shape check's own, already one line naming the file
     except Exception as exc:
         # PyYAML's constructors raise plain ValueError/AttributeError/... for scalars they cannot
         # convert ("2001-13-45", "!!timestamp x", a 5000-digit integer). The text is all this

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -192,14 +192,21 @@ def _examples(spec: TaskSpec, pairs: list[Labelled], role: Role) -> list[Example
     return [replace(ex, idx=pos) for pos, ex in enumerate(kept)]
 
 
-def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> TaskData:
-    """Turn raw rows (keyed by role, or by "all" for one pool) into a ``TaskData``."""
+def build_task_data(
+    spec: TaskSpec,
+    raw: dict[str, list[dict[str, Any]]],
+    origins: Mapping[str, Path] | None = None,
+) -> TaskData:
+    """Turn raw rows (keyed by role, or by "all" for one pool) into a ``TaskData``.
+
+    ``origins`` names the file each key's rows came from, for error messages."""
     if not any(raw.values()):
         raise DataError(f"task {spec.name!r}: the data source gave no rows")
     by_role: dict[Role, list[Labelled]] = {}
     for key, rows in raw.items():
         if rows:
-            _check_columns(spec, rows, f"the {key!r} data")
+            where = str(origins[key]) if origins and key in origins else f"the {key!r} data"
+            _check_columns(spec, rows, where)
         usable = _to_pairs(spec, rows)
         if key == "all":
             for inputs, label, split_key, choices in usable:
@@ -220,9 +227,10 @@ def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> Tas
 
 def load_task_data(spec: TaskSpec, base_dir: Path | None = None) -> TaskData:
     """Read a task's source and build its examples."""
-    from bench.tasks.sources import read_source
+    from bench.tasks.sources import local_files, read_source
 
-    return build_task_data(spec, read_source(spec.source, base_dir))
+    raw = read_source(spec.source, base_dir)
+    return build_task_data(spec, raw, local_files(spec.source, base_dir))
 
 
 def sample_examples(examples: Sequence[Example], n: int | None, seed: int) -> list[Example]:

@@ -215,6 +215,16 @@ def _plain(row: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
+def local_files(source: Source, base_dir: Path | None = None) -> dict[str, Path]:
+    """The files of a local source by role (or ``"all"``); empty for other sources. Lets errors
+    about rows name the file they came from."""
+    if not isinstance(source, LocalSource):
+        return {}
+    if source.path is not None:
+        return {ALL: _resolve(source.path, base_dir)}
+    return {role: _resolve(path, base_dir) for role, path in source.splits.items()}
+
+
 def _read_local(source: LocalSource, base_dir: Path | None) -> dict[str, Rows]:
     if source.path is not None:
         return {ALL: read_table(_resolve(source.path, base_dir), source.format)}
