@@ -131,7 +131,11 @@ def read_table(path: Path, fmt: str | None = None) -> Rows:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"data file {path} is empty") from exc
-    except (ValueError, pd.errors.ParserError, *_DECOMPRESSION_ERRORS) as exc:
+    except Exception as exc:
+        # pandas and its codecs raise many unrelated types for one user error (ParserError,
+        # UnicodeDecodeError, BadGzipFile, EOFError, zlib.error, ArrowInvalid, zstandard's
+        # ZstdError, ImportError for a codec that is not installed); this call only reads the
+        # user's file.
         raise DataError(f"cannot read {path} as {fmt}: {_reason(exc)}") from exc
     rows = [_plain(row) for row in frame.to_dict(orient="records")]
     if not rows:
@@ -143,8 +147,8 @@ def _open_text(path: Path) -> IO[str]:
     suffix = path.suffix.lower()
     if suffix in (".zip", ".zst"):
         raise DataError(
-            f"cannot read {path}: {suffix} compression is supported for csv, tsv and parquet "
-            "only; use .gz, .bz2 or .xz for json and jsonl"
+            f"cannot read {path}: {suffix} compression is supported for csv and tsv only; use "
+            ".gz, .bz2 or .xz for json and jsonl"
         )
     if suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")

@@ -85,6 +85,8 @@ def write_data_files(folder: Path) -> dict[str, Path]:
         "system.txt": (SECRET_LINE + "\n").encode(),
         "garbage.parquet": b"PAR1 not really parquet",
         "data.json.zip": b"PK\x03\x04 not a zip",
+        "rows.csv.zst": b"not zstandard data",
+        "rows.csv.zip": b"PK\x03\x04 not a zip",
         "int_labels.jsonl": _jsonl([{"text": f"t{i}", "label": i % 2} for i in range(20)]).encode(),
         "unicode.jsonl": _jsonl(
             [
@@ -128,6 +130,8 @@ DATA_NAMES = [
     "system.txt",
     "garbage.parquet",
     "data.json.zip",
+    "rows.csv.zst",
+    "rows.csv.zip",
     "int_labels.jsonl",
     "unicode.jsonl",
     "a_folder.jsonl",

@@ -134,6 +134,8 @@ TASK_FILE_CASES = [
     data("jsonl_huge_int", "bigint.jsonl"),
     data("parquet_garbage", "garbage.parquet"),
     data("json_zip", "data.json.zip"),
+    data("csv_zstd_garbage", "rows.csv.zst"),
+    data("csv_zip_garbage", "rows.csv.zip"),
     data("data_is_folder", "a_folder.jsonl"),
     data("data_missing", "missing.jsonl"),
     data("text_as_csv", "system.csv", forbidden=(SECRET_LINE, "SECRET")),
