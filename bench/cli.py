@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import ValidationError
 
-from bench.errors import BenchError
+from bench.errors import BenchError, shown
 
 if TYPE_CHECKING:
     from bench.attacks.runner import AttackRunner
@@ -195,7 +195,7 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in text.split(","):
         if "=" not in part:
-            raise BenchError(f"--label-map entry {part!r} is not MODEL_LABEL=TASK_LABEL")
+            raise BenchError(f"--label-map entry {shown(part, 40)} is not MODEL_LABEL=TASK_LABEL")
         src, dst = (p.strip() for p in part.split("=", 1))
         out[src] = dst
     return out
@@ -413,7 +413,9 @@ def _split_models(
     from bench.models.causal import is_causal_lm, require_causal_lm
 
     if adapter not in ADAPTERS:
-        raise BenchError(f"unknown --adapter {adapter!r} (choose from {', '.join(ADAPTERS)})")
+        raise BenchError(
+            f"unknown --adapter {shown(adapter, 40)} (choose from {', '.join(ADAPTERS)})"
+        )
     prompted: list[tuple[ModelSpec, Adapter]] = []
     evaluated: list[ModelSpec] = []
     for m in models:
@@ -689,7 +691,6 @@ def leaderboard(
     """Rows = models, columns = tasks (task@suite: accuracy under attack; task@3shot: a causal
     LM prompted with 3 solved examples, mean over templates); each cell with its bootstrap 95%
     CI."""
-    from bench.errors import shown
     from bench.paths import check_output_file
     from bench.report.leaderboard import FORMATS, render
     from bench.report.leaderboard import group_seeds as group_seeds_rows
@@ -810,7 +811,10 @@ def transfer(
     trains, tests = _task_list(train_tasks), _task_list(test_tasks)
     if trains:
         data["train_tasks"] = trains
-        data.setdefault("name", "-".join(trains))
+        # The name becomes the report folder: a task given as a path contributes its stem.
+        data.setdefault(
+            "name", "-".join(Path(t).stem if t.endswith((".yaml", ".yml")) else t for t in trains)
+        )
     if tests:
         data["test_tasks"] = tests
     elif trains:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import DataError, ModelError
+from bench.errors import DataError, ModelError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -248,8 +248,10 @@ def _load_base(
             source, use_fast=True, local_files_only=local_only
         )
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"cannot load base model {base!r} for fine-tuning: {first}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:150]
+        raise ModelError(
+            f"cannot load base model {shown(base, 80)} for fine-tuning: {first}"
+        ) from exc
     finally:
         transformers.logging.set_verbosity(verbosity)
     # Older transformers list mismatched keys as (name, checkpoint shape, model shape).
@@ -402,8 +404,9 @@ def finetune(
         _import_peft()  # fail before any loading or training
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
-    # A folder that cannot be written fails now, not after training.
-    check_output_dir(out_dir, "output folder")
+    # A folder that cannot be written fails now, not after training. The parent is what must
+    # be writable: the finished model is moved into place there (replacing out_dir if allowed).
+    check_output_dir(out_dir.parent, "the output folder's parent")
     train_data = _subsample(train, config.max_train_examples, config.seed)
     _validate(train_data, labels, "train")
     dev_data = list(dev) if dev else []

@@ -499,7 +499,8 @@ def test_cli_bad_lora_rank_is_a_user_error(tmp_path: Path) -> None:
         ],
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent,
     )  # fmt: skip
-    assert_user_error(proc, "lora_r", "must be >= 1")
+    # Checked with the other options, named as the user wrote it.
+    assert_user_error(proc, "--lora-r", "must be at least 1")
     assert not (tmp_path / "out").exists()
 
 
