@@ -617,14 +617,19 @@ class TaskSpec(Spec):
     @field_validator("label_map", mode="before")
     @classmethod
     def _label_map_keys(cls, value: Any) -> Any:
-        # Keys are compared with the data's labels as strings; YAML reads ``{0: negative}`` and
-        # ``{True: entailment}`` with int and bool keys, which mean exactly "0" and "True".
-        if isinstance(value, dict):
-            return {
-                str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v
-                for k, v in value.items()
-            }
-        return value
+        # Keys are compared with the data's labels as strings; YAML reads ``{0: negative}`` with
+        # int keys, which mean exactly "0". A boolean key is refused instead: unquoted yes, no,
+        # on, off, true and false are all YAML booleans, and guessing which was meant would map
+        # labels silently wrong.
+        if not isinstance(value, dict):
+            return value
+        for key in value:
+            if isinstance(key, bool):
+                raise ValueError(
+                    f"label_map key {key} is a YAML boolean (unquoted yes/no/on/off/true/false); "
+                    'quote it, e.g. "yes"'
+                )
+        return {str(k) if isinstance(k, int) else k: v for k, v in value.items()}
 
     @field_validator("name")
     @classmethod

@@ -231,6 +231,8 @@ def test_integer_labels_need_a_label_map_or_labels_are_indices() -> None:
         for e in build_task_data(mapped, {"all": rows}).splits["test"]
     }
     assert got == {"bad": "negative", "good": "positive"}
+    with pytest.raises(ValueError, match="YAML boolean"):
+        _spec(label_map={True: "neg", False: "pos"})
     with pytest.raises(ValueError, match="cannot be combined with label_map"):
         _spec(labels_are_indices=True, label_map={"0": "neg", "1": "pos"})
 
