@@ -132,7 +132,11 @@ def split_models(
     before any weights are read.
     """
     if adapter not in ADAPTERS:
-        raise BenchError(f"unknown --adapter {adapter!r} (choose from {', '.join(ADAPTERS)})")
+        from bench.errors import shown
+
+        raise BenchError(
+            f"unknown --adapter {shown(adapter, 40)} (choose from {', '.join(ADAPTERS)})"
+        )
     prompted: list[tuple[ModelSpec, Literal["causal", "nli"]]] = []
     evaluated: list[ModelSpec] = []
     for m in models:
@@ -370,6 +374,7 @@ def run(
                     attack_runner.plan(d, s)
         from bench.runner import Evaluator
 
+        _warn_small_splits(datas, eval_config.split)
         evaluator = Evaluator(store, eval_config, engine=engine)
         results = Results(store.path)
         results.outcomes += [evaluator.evaluate(d, m) for m in evaluated for d in datas]
@@ -447,9 +452,10 @@ def attack(
     from bench.specs import EvalConfig
 
     config = _config(AttackConfig, settings)
-    specs = _models(models)
-    datas = load_tasks(tasks, tasks_dir)
+    # Cheapest first: a bad suite file is refused before any task data is read.
     suite_specs = _suites(suites)
+    datas = load_tasks(tasks, tasks_dir)
+    specs = _models(models)
     with _store(db) as store:
         engine = _engine(store, progress, config.metric_settings())
         runner = _attack_runner(
@@ -457,8 +463,25 @@ def attack(
             batch_size, concurrency,
         )  # fmt: skip
         results = Results(store.path)
+        for data in datas:  # plans are cached: planning first refuses a bad attack up front
+            for suite in suite_specs:
+                runner.plan(data, suite)
+        _warn_small_splits(datas, config.split)
         _attack_all(runner, datas, specs, suite_specs, results)
         return results
+
+
+def _warn_small_splits(datas: Sequence[TaskData], role: str) -> None:
+    """One stderr line per task whose split is under 100 examples (wide intervals, or a file
+    split where it should not have been), once everything is planned."""
+    import sys
+
+    from bench.tasks.loading import small_split_warning
+
+    for data in datas:
+        warning = small_split_warning(data, role)  # type: ignore[arg-type]
+        if warning is not None:
+            sys.stderr.write(warning + "\n")
 
 
 def _config(cls: Any, settings: dict[str, Any]) -> Any:

@@ -97,14 +97,14 @@ class AssetSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
+        if not _NAME_RE.fullmatch(value):
             raise ValueError(f"asset name {value!r} must be lower-case letters, digits, '_', '-'")
         return value
 
     @field_validator("sha256")
     @classmethod
     def _sha(cls, value: str) -> str:
-        if not _SHA_RE.match(value):
+        if not _SHA_RE.fullmatch(value):
             raise ValueError("sha256 must be 64 lower-case hex digits")
         return value
 

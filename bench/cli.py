@@ -7,6 +7,7 @@ instant. Every ``BenchError`` becomes one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bench.errors import BenchError
+from bench.errors import BenchError, shown
 
 if TYPE_CHECKING:
     from bench.attacks.specs import AttackConfig
@@ -46,6 +47,46 @@ TasksDirOption = Annotated[
 
 def _echo(text: str) -> None:
     typer.echo(text)
+
+
+# ------------------------------------------------------------------------------ option validation
+# Options are checked before anything is loaded or computed, and reported by their command-line
+# names (--batch-size, not batch_size).
+
+
+def _option_error(exc: Any, options: dict[str, str] | None = None) -> BenchError:
+    """A config's first validation error as ``--option: message``; ``options`` renames fields
+    whose option is not simply ``--field-name`` (``limit`` is ``--attack-limit`` for run)."""
+    first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    option = (options or {}).get(field, "--" + field.replace("_", "-"))
+    return BenchError(f"{option}: {str(first['msg']).removeprefix('Value error, ')}")
+
+
+def _check_device(device: str) -> None:
+    """Device syntax (auto, cpu, cuda, cuda:N, mps), before a minute of loading; whether the
+    device exists is checked when a model is put on it."""
+    from bench.specs import check_device
+
+    try:
+        check_device(device)
+    except ValueError as exc:
+        raise BenchError(f"--device: {exc}") from None
+
+
+def _at_least(minimum: int, **values: int | None) -> None:
+    """Each given value is None or at least ``minimum``; keyword names are option names."""
+    for name, value in values.items():
+        if value is not None and value < minimum:
+            option = "--" + name.replace("_", "-")
+            raise BenchError(f"{option} must be at least {minimum}, got {value}")
+
+
+def _check_seed(seed: int, option: str = "--seed") -> None:
+    from bench.specs import SEED_MAX
+
+    if not 0 <= seed <= SEED_MAX:
+        raise BenchError(f"{option} must be between 0 and {SEED_MAX}, got {seed}")
 
 
 # ------------------------------------------------------------------------------------------ assets
@@ -114,24 +155,31 @@ def tasks_list(tasks_dir: TasksDirOption = None) -> None:
 def tasks_show(
     name: Annotated[str, typer.Argument(help="Task name or YAML path.")],
     tasks_dir: TasksDirOption = None,
-    examples: Annotated[int, typer.Option(help="Also load the data and show N test examples.")] = 0,
+    examples: Annotated[int, typer.Option(help="Also show N test examples.")] = 0,
 ) -> None:
-    """Print a task's spec (YAML) and, optionally, its split sizes and a few examples."""
+    """Print a task's spec (YAML), the size and label counts of each split (this loads the
+    data), and optionally a few test examples. A test split under 100 examples is warned about
+    on stderr."""
     import yaml
 
     from bench.tasks import get_task, load_task_data
     from bench.tasks.examples import gold_answer
+    from bench.tasks.loading import small_split_warning, split_summary
 
+    _at_least(0, examples=examples)
     item = get_task(name, tasks_dir or [])
     _echo(f"# {item.origin}")
     _echo(yaml.safe_dump(item.spec.model_dump(mode="json"), sort_keys=False).rstrip())
-    if examples:
-        data = load_task_data(item.spec, item.base_dir)
-        sizes = ", ".join(f"{r}={len(ex)}" for r, ex in data.splits.items())
-        _echo(f"# splits: {sizes}; data hash {data.data_hash[:16]}")
-        for ex in data.splits.get("test", [])[:examples]:
-            text = " ||| ".join(ex.inputs)
-            _echo(f"[{gold_answer(item.spec, ex)}] {text[:200]}")
+    data = load_task_data(item.spec, item.base_dir)
+    _echo(f"# data hash {data.data_hash[:16]}")
+    for line in split_summary(data):
+        _echo(f"# {line}")
+    warning = small_split_warning(data, "test")
+    if warning is not None:
+        typer.echo(warning, err=True)
+    for ex in data.splits.get("test", [])[:examples]:
+        text = " ||| ".join(ex.inputs)
+        _echo(f"[{gold_answer(item.spec, ex)}] {text[:200]}")
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -144,7 +192,7 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in text.split(","):
         if "=" not in part:
-            raise BenchError(f"--label-map entry {part!r} is not MODEL_LABEL=TASK_LABEL")
+            raise BenchError(f"--label-map entry {shown(part, 40)} is not MODEL_LABEL=TASK_LABEL")
         src, dst = (p.strip() for p in part.split("=", 1))
         out[src] = dst
     return out
@@ -270,15 +318,14 @@ def run(
             device=device,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BenchError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+        raise _option_error(exc) from None
     lm = parse_label_map(label_map)
     models = [parse_model(m, lm, trust_remote_code, backend) for m in model]
     attack_config = None
     if suite:
         attack_config = _attack_config(
             split, attack_limit or None, seed, query_budget, max_length, None, n_bootstrap,
-            confidence, option="--attack-limit",
+            confidence, options={"limit": "--attack-limit"},
         )  # fmt: skip
     results = api.run(
         task,
@@ -321,10 +368,10 @@ def _attack_config(
     attack_column: list[str] | None,
     n_bootstrap: int,
     confidence: float = 0.95,
-    option: str = "--limit",
+    options: dict[str, str] | None = None,
 ) -> AttackConfig:
-    """The attack settings; a bad value is named by its option (``option`` for the limit,
-    which ``bench run`` calls ``--attack-limit``)."""
+    """The attack settings; a bad value is named by its option (``options`` renames fields,
+    e.g. ``limit``, which ``bench run`` calls ``--attack-limit``)."""
     from pydantic import ValidationError
 
     from bench.attacks.specs import AttackConfig
@@ -341,10 +388,7 @@ def _attack_config(
             confidence=confidence,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0])
-        name = option if field == "limit" else "--" + field.replace("_", "-")
-        raise BenchError(f"{name}: {first['msg']}") from None
+        raise _option_error(exc, options) from None
 
 
 @app.command("attack")
@@ -397,18 +441,22 @@ def attack(
     """Run attack suites (TextAttack) against every --model on every --task."""
     from bench import api
 
-    if concurrency < 1 or batch_size < 1:
-        raise BenchError("--concurrency and --batch-size must be at least 1")
+    _check_device(device)
+    _at_least(1, concurrency=concurrency, batch_size=batch_size)
+    _at_least(0, show=show)
     config = _attack_config(
         split, limit or None, seed, query_budget, max_length, attack_column, n_bootstrap,
         confidence,
     )  # fmt: skip
+    from bench.attacks.suites import load_suite
+
+    suites = [load_suite(s) for s in (suite or ["quick"])]  # a bad suite file first
     lm = parse_label_map(label_map)
     models = [parse_model(m, lm, trust_remote_code, backend) for m in model]
     results = api.attack(
         models,
         task,
-        suite or ["quick"],
+        suites,
         db=db,
         masked_lm=masked_lm,
         batch_size=batch_size,
@@ -462,10 +510,17 @@ def finetune(
     """Fine-tune a sequence classifier on the train split of one or more tasks (seeded)."""
     from bench.defaults import finetune_on_tasks
     from bench.finetune import FinetuneConfig
+    from bench.paths import check_output_dir
 
     if lora_r is None and (lora_alpha != 16 or lora_dropout != 0.1):
         # Otherwise they would be ignored and the run would quietly train every weight.
         raise BenchError("--lora-alpha and --lora-dropout need --lora-r")
+    _at_least(1, epochs=epochs, batch_size=batch_size, max_length=max_length)
+    _at_least(1, max_train=max_train, early_stopping=early_stopping, lora_r=lora_r)
+    _check_seed(seed)
+    if not (math.isfinite(lr) and lr > 0):
+        raise BenchError(f"--lr must be a positive number, got {lr}")
+    check_output_dir(out, "--out")
     config = FinetuneConfig(
         epochs=epochs,
         lr=lr,
@@ -528,6 +583,7 @@ def leaderboard(
     """Rows = models, columns = tasks (task@suite: accuracy under attack; task@3shot: a causal
     LM prompted with 3 solved examples, mean over templates); each cell with its bootstrap 95%
     CI."""
+    from bench.paths import check_output_file
     from bench.report.leaderboard import FORMATS, render
     from bench.report.leaderboard import group_seeds as group_seeds_rows
     from bench.report.leaderboard import plot as plot_rows
@@ -535,9 +591,15 @@ def leaderboard(
     from bench.summary import result_rows
 
     if fmt not in FORMATS:
-        raise BenchError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        raise BenchError(
+            f"--format: unknown format {shown(fmt, 30)} (choose from {', '.join(FORMATS)})"
+        )
     if db is not None and not db.exists():
         raise BenchError(f"results database {db} does not exist")
+    if output is not None:
+        check_output_file(output, "--output")
+    if plot is not None:
+        check_output_file(plot, "--plot")
     settings = _metric_settings(n_bootstrap, confidence, seed)
     with open_store(db) as store:
         kinds = ["eval", "suite", "prompt_set"]
@@ -564,14 +626,17 @@ def leaderboard(
     if group_seeds:
         rows = group_seeds_rows(rows)
     text = render(rows, fmt, metric=metric)  # type: ignore[arg-type]
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-        _echo(str(output))
-    else:
-        _echo(text)
-    if plot is not None:
-        _echo(str(plot_rows(rows, plot, metric=metric)))
+    try:
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+            _echo(str(output))
+        else:
+            _echo(text)
+        if plot is not None:
+            _echo(str(plot_rows(rows, plot, metric=metric)))
+    except OSError as exc:  # checked above; a full disk can still refuse the bytes
+        raise BenchError(f"cannot write {exc.filename or output}: {exc.strerror or exc}") from None
 
 
 def _metric_settings(n_bootstrap: int, confidence: float, seed: int) -> Any:
@@ -582,8 +647,7 @@ def _metric_settings(n_bootstrap: int, confidence: float, seed: int) -> Any:
     try:
         return MetricSettings(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BenchError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+        raise _option_error(exc) from None
 
 
 # ---------------------------------------------------------------------------------------- transfer
@@ -642,11 +706,20 @@ def transfer(
 ) -> None:
     """Fine-tune one model per (training task, seed), test each on every test task, and report
     the transfer matrix, the in-domain vs out-of-domain gaps and the spread across seeds."""
+    from bench.paths import check_output_dir
     from bench.report.transfer import render_markdown, write_transfer_report
     from bench.specs import parse_spec
     from bench.store import ResultStore
     from bench.transfer import TransferSpec, load_transfer_suite, run_transfer
 
+    _check_device(device)
+    _at_least(1, seeds=seeds, max_train=max_train, eval_limit=eval_limit, epochs=epochs)
+    _at_least(1, max_length=max_length, batch_size=batch_size)
+    _at_least(1, early_stopping=early_stopping, lora_r=lora_r)
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise BenchError(f"--lr must be a positive number, got {lr}")
+    if out is not None:
+        check_output_dir(out, "--out")
     data: dict[str, object] = {}
     if suite is not None:
         data = load_transfer_suite(suite).model_dump(mode="json")
@@ -655,7 +728,10 @@ def transfer(
     trains, tests = _task_list(train_tasks), _task_list(test_tasks)
     if trains:
         data["train_tasks"] = trains
-        data.setdefault("name", "-".join(trains))
+        # The name becomes the report folder: a task given as a path contributes its stem.
+        data.setdefault(
+            "name", "-".join(Path(t).stem if t.endswith((".yaml", ".yml")) else t for t in trains)
+        )
     if tests:
         data["test_tasks"] = tests
     elif trains:
@@ -676,6 +752,8 @@ def transfer(
     recipe.update({k: v for k, v in recipe_overrides.items() if v is not None})
     data["recipe"] = recipe
     spec = parse_spec(TransferSpec, data, "transfer", "a transfer suite")
+    if out is None:
+        check_output_dir(Path("reports") / "transfer" / spec.name, "the report folder")
     with ResultStore(db) as store:
         result = run_transfer(spec, store, tasks_dir or [], progress=progress, device=device)
     folder = out if out is not None else Path("reports") / "transfer" / spec.name
@@ -703,24 +781,80 @@ def default(
 ) -> None:
     """The main job: fetch assets, fine-tune the default models once, evaluate, print the table."""
     from bench.defaults import run_default
+    from bench.paths import check_output_dir
 
+    _at_least(1, limit=limit)
+    check_output_dir(out, "--out")
     _echo(run_default(db=db, out_dir=out, progress=progress, limit=limit))
 
 
 # -------------------------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line and exit code 2.
-
-    Typer's standalone mode already turns usage errors into exit code 2 and Ctrl-C into exit code
-    1; our own ``BenchError`` passes through it and is reported here.
-    """
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Click's exception base, as the installed Typer spells it: Typer >= 0.2x vendors click
+    (``typer.TyperException``), older ones use click itself."""
+    found: list[type[Exception]] = []
+    vendored = getattr(typer, "TyperException", None)
+    if isinstance(vendored, type) and issubclass(vendored, Exception):
+        found.append(vendored)
     try:
-        app(args=argv)
+        import click
+
+        found.append(click.ClickException)
+    except ImportError:  # pragma: no cover - a Typer that vendors click need not ship it
+        pass
+    return tuple(found)
+
+
+def _command_path(exc: BaseException) -> str:
+    """``bench run`` for an error raised while parsing ``run``'s options."""
+    ctx = getattr(exc, "ctx", None)
+    names: list[str] = []
+    while ctx is not None:
+        names.append(str(getattr(ctx, "info_name", "") or ""))
+        ctx = getattr(ctx, "parent", None)
+    # The root's info_name is however the program was started (python -m bench, bench, -c).
+    return " ".join(["bench", *reversed(names[:-1])])
+
+
+def _fail(message: str) -> None:
+    from bench.errors import one_line
+
+    # typer.echo writes to the sys.stderr of the moment (tests capture it).
+    typer.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: every user error becomes one line on stderr and exit code 2.
+
+    Typer runs in non-standalone mode so that its usage errors (a non-numeric value, a missing or
+    unknown option) reach this function instead of being drawn as a multi-line box; they are
+    reported like our own ``BenchError``. ``--help`` prints help and exits 0; Ctrl-C exits 130.
+    """
+    usage_errors = _usage_error_types()
+    try:
+        code = app(args=argv, standalone_mode=False)
     except BenchError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except usage_errors as exc:
+        format_message = getattr(exc, "format_message", None)
+        message = str(format_message() if callable(format_message) else exc)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # `bench` without arguments: its message is the help, asked for by implication.
+            typer.echo(message)
+            sys.exit(0)
+        _fail(f"{message} (see '{_command_path(exc)} --help')")
+    except typer.Abort:
+        # EOF on a prompt; Ctrl-C arrives as typer.Exit(130) below, as it always has.
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    except typer.Exit as exc:  # pragma: no cover - non-standalone mode returns the code
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        # --help returns 0; an interrupted command returns 130.
+        sys.exit(code)
 
 
 if __name__ == "__main__":

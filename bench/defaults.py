@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, listing
 from bench.finetune import CARD_NAME
 from bench.progress import console
 from bench.specs import canonical_json, sha256_text
@@ -103,8 +103,8 @@ def training_pairs(
         unknown = set(data.spec.labels) - set(index)
         if unknown:
             raise BenchError(
-                f"task {data.spec.name!r} has labels {sorted(unknown)} outside the model's "
-                f"label set {list(labels)}"
+                f"task {data.spec.name!r} has labels {listing(sorted(unknown), 5, 20)} outside "
+                f"the model's label set ({listing(labels, 5, 20)})"
             )
         examples = data.splits.get(role, [])  # type: ignore[call-overload]
         chosen = _sample(list(examples), cap, seed)

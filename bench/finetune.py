@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import DataError, ModelError
+from bench.errors import DataError, ModelError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +58,15 @@ class FinetuneConfig:
         problems = [
             (self.epochs < 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size < 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            # NaN and infinity pass "> 0" or poison every weight at the first step.
+            (not (math.isfinite(self.lr) and self.lr > 0), f"lr must be > 0, got {self.lr}"),
+            (self.max_length < 1, f"max_length must be >= 1, got {self.max_length}"),
+            # numpy's global seed takes 0 <= seed < 2**32.
+            (not 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+            (
+                self.max_train_examples is not None and self.max_train_examples < 1,
+                f"max_train_examples must be >= 1, got {self.max_train_examples}",
+            ),
             (
                 self.early_stopping_patience is not None and self.early_stopping_patience < 1,
                 f"early-stopping patience must be >= 1 epoch, got {self.early_stopping_patience}",
@@ -241,8 +250,10 @@ def _load_base(
             source, use_fast=True, local_files_only=local_only
         )
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"cannot load base model {base!r} for fine-tuning: {first}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:150]
+        raise ModelError(
+            f"cannot load base model {shown(base, 80)} for fine-tuning: {first}"
+        ) from exc
     finally:
         transformers.logging.set_verbosity(verbosity)
     # Older transformers list mismatched keys as (name, checkpoint shape, model shape).
@@ -382,6 +393,7 @@ def finetune(
 
     from bench import __version__
     from bench.models.hf_loading import resolve_device
+    from bench.paths import check_output_dir
 
     config = config or FinetuneConfig()
     # The dataclass is mutable: a field changed after construction is checked here too.
@@ -394,6 +406,9 @@ def finetune(
         _import_peft()  # fail before any loading or training
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
+    # A folder that cannot be written fails now, not after training. The parent is what must
+    # be writable: the finished model is moved into place there (replacing out_dir if allowed).
+    check_output_dir(out_dir.parent, "the output folder's parent")
     train_data = _subsample(train, config.max_train_examples, config.seed)
     _validate(train_data, labels, "train")
     dev_data = list(dev) if dev else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -26,7 +27,47 @@ from pydantic import (
 Role = Literal["train", "dev", "test"]
 ROLES: tuple[Role, ...] = ("train", "dev", "test")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# Names become file names, table cells and store keys. fullmatch, never ``$``: ``$`` also
+# matches before a final newline, so "name\n" would pass.
+NAME_MAX = 100
+_NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{NAME_MAX - 1}}}")
+
+# Seeds reach numpy, whose generators take 0 <= seed < 2**32.
+SEED_MAX = 2**32 - 1
+
+# The device syntax every command accepts; checked before anything is loaded (availability is
+# checked later, by the model adapters).
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,3})?")
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+# Spec files are small: a task or suite is a page of YAML. These bounds refuse, in one line and
+# before anything is built, files that are not specs at all: a data file or a device named by
+# mistake, YAML nested deeper than any spec (which would exhaust the parser's recursion), and
+# alias bombs (a few hundred bytes whose aliases expand to millions of nodes).
+MAX_SPEC_BYTES = 4 * 1024 * 1024
+MAX_SPEC_DEPTH = 64
+MAX_SPEC_NODES = 50_000
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` if it is a valid name (see ``_NAME_RE``), else a one-line ValueError."""
+    if not _NAME_RE.fullmatch(value):
+        from bench.errors import shown
+
+        raise ValueError(
+            f"{what} name {shown(value)} must be 1 to {NAME_MAX} letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_device(value: str) -> str:
+    """``value`` if it is device syntax the harness understands, else a one-line ValueError."""
+    if not _DEVICE_RE.fullmatch(value):
+        from bench.errors import shown
+
+        raise ValueError(f"device {shown(value)} is not one of {DEVICES}")
+    return value
 
 
 def canonical_json(data: Any) -> str:
@@ -41,12 +82,22 @@ def sha256_text(text: str) -> str:
 S = TypeVar("S", bound="Spec")
 
 
+def _loc_part(part: Any) -> str:
+    # A location holds the user's own keys (a label_map entry, an unknown field): capped.
+    text = " ".join(str(part).split())
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
 def validation_message(exc: ValidationError) -> str:
-    """The first validation error as ``field 'a.b': message (+N more)``, one line."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    """The first validation error as ``field 'a.b': message (+N more)``, one line and short
+    whatever the offending value (pydantic's messages never echo the input; ours use
+    :func:`bench.errors.shown`)."""
+    first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    where = ".".join(_loc_part(p) for p in first.get("loc", ())[:6]) or "(top level)"
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    message = " ".join(str(first.get("msg", "invalid")).removeprefix("Value error, ").split())
+    if len(message) > 160:
+        message = message[:157] + "..."
     return f"field '{where}': {message}{more}"
 
 
@@ -63,22 +114,155 @@ def parse_spec(cls: type[S], data: Any, origin: str, what: str) -> S:
 
 
 def read_yaml(path: Path, what: str) -> Any:
-    """Read a YAML file as data: ``safe_load`` only, so no tag can build an object or run code."""
+    """Read a YAML file as data: ``safe_load`` only, so no tag can build an object or run code.
+
+    Refused in one line naming the file: anything but a regular file, more than
+    ``MAX_SPEC_BYTES``, text that is not UTF-8, malformed YAML, nesting deeper than
+    ``MAX_SPEC_DEPTH``, more than ``MAX_SPEC_NODES`` nodes once aliases are expanded, and aliases
+    that refer to themselves (which would build a cyclic value).
+    """
     import yaml
 
     from bench.errors import SpecError
 
+    if path.is_dir():
+        raise SpecError(f"{what} file {path} is a directory")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+        if path.exists() and not path.is_file():
+            # A FIFO or a device would block or never end.
+            raise SpecError(f"{what} file {path} is not a regular file")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise SpecError(f"cannot read {what} file {path}: {reason}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"{what} file {path} is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MiB; a spec "
+            "is a page of YAML, not data"
+        )
     try:
-        return yaml.safe_load(text)
+        # utf-8-sig: a byte-order mark some editors write is not part of the text.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{what} file {path} is not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
+    try:
+        _check_yaml_shape(text, path, what)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "malformed"
+        problem = " ".join(str(problem).split())[:100]
         raise SpecError(f"{path}:{where}: malformed YAML ({problem})") from None
+    except RecursionError:
+        # The shape check bounds nesting first; this is the last line of defence.
+        raise SpecError(f"{what} file {path} is nested too deeply") from None
+    except SpecError:
+        raise  # the shape check's own, already one line naming the file
+    except Exception as exc:
+        # PyYAML's constructors raise plain ValueError/AttributeError/... for scalars they cannot
+        # convert ("2001-13-45", "!!timestamp x", a 5000-digit integer). The text is all this
+        # call reads, so whatever it raises is a fault of the text.
+        reason = " ".join(str(exc).split())[:100]
+        raise SpecError(
+            f"{path}: malformed YAML (a value cannot be read: {type(exc).__name__}: {reason})"
+        ) from None
+    _check_yaml_values(data, path, what)
+    return data
+
+
+# Integers beyond SQLite's and JSON consumers' 64-bit range are no count, seed or size.
+_INT_LIMIT = 2**63
+
+
+def _check_yaml_values(data: Any, path: Path, what: str) -> None:
+    """Refuse integers outside 64 bits (they cannot be stored, and Python will not print one
+    beyond 4300 digits). Iterative, and each shared (aliased) node is visited once."""
+    from bench.errors import SpecError
+
+    seen: set[int] = set()
+    todo = [data]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, dict | list | tuple | set):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, dict):
+                todo.extend(value.keys())
+                todo.extend(value.values())
+            else:
+                todo.extend(value)
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not -_INT_LIMIT <= value < _INT_LIMIT
+        ):
+            raise SpecError(
+                f"{what} file {path} holds an integer of {value.bit_length()} bits; numbers "
+                "in a spec fit in 64 bits"
+            )
+
+
+def _check_yaml_shape(text: str, path: Path, what: str) -> None:
+    """Walk the YAML event stream (the parser is iterative, so this cannot recurse) and refuse
+    deep nesting, alias bombs and self-referencing aliases before anything is constructed."""
+    import yaml
+
+    from bench.errors import SpecError
+
+    # Open collections: [anchor, expanded nodes inside so far (the collection included)].
+    stack: list[list[Any]] = []
+    sizes: dict[str, int] = {}  # expanded size of each finished anchored node
+    open_anchors: set[str] = set()
+    nodes = 0
+
+    def add(size: int, *, to_parent: bool = True) -> None:
+        nonlocal nodes
+        nodes += size
+        if nodes > MAX_SPEC_NODES:
+            raise SpecError(
+                f"{what} file {path} expands to more than {MAX_SPEC_NODES} YAML nodes (aliases "
+                "counted as copies); a spec is far smaller, is this an alias bomb?"
+            )
+        if stack and to_parent:
+            stack[-1][1] += size
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_SPEC_DEPTH:
+                raise SpecError(
+                    f"{what} file {path} nests more than {MAX_SPEC_DEPTH} levels deep; a spec "
+                    "is far shallower"
+                )
+            # Counted now; its parent gets its whole size when it ends.
+            add(1, to_parent=False)
+            stack.append([event.anchor, 1])
+            if event.anchor:
+                open_anchors.add(event.anchor)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+            if anchor:
+                sizes[anchor] = size
+                open_anchors.discard(anchor)
+            # The collection itself was counted at its start; its contents as they came.
+            if stack:
+                stack[-1][1] += size
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                sizes[event.anchor] = 1
+            add(1)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                raise SpecError(
+                    f"{what} file {path}: alias *{event.anchor[:40]} refers to a node that "
+                    "contains it (a cyclic value)"
+                )
+            # An undefined alias is left to the loader, which reports it with its line.
+            add(sizes.get(event.anchor or "", 1))
 
 
 class Spec(BaseModel):
@@ -183,8 +367,22 @@ class ThresholdLabels(Spec):
     below: str
     above: str
 
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        # An infinite threshold puts every row on one side, NaN drops every row: a one-class
+        # (or empty) task that would still report an accuracy.
+        if not math.isfinite(value):
+            raise ValueError(f"label_threshold threshold must be a finite number, got {value}")
+        return value
+
 
 _DEFAULT_FRACTIONS: dict[Role, float] = {"train": 0.8, "dev": 0.1, "test": 0.1}
+
+
+def all_test_splits() -> dict[str, Any]:
+    """The splits of a task that is one local file without a splits section (see TaskSpec)."""
+    return {"fractions": {"test": 1.0}}
 
 
 class SplitPlan(Spec):
@@ -206,8 +404,24 @@ class SplitPlan(Spec):
     @field_validator("fractions")
     @classmethod
     def _sum_to_one(cls, value: dict[Role, float]) -> dict[Role, float]:
-        if any(v < 0 for v in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
+        # NaN compares false with everything, so it must be refused explicitly: a NaN fraction
+        # used to pass the sum check and send every example to test.
+        if not all(math.isfinite(v) and v >= 0 for v in value.values()):
+            raise ValueError("split fractions must be finite, non-negative numbers that sum to 1")
+        if abs(sum(value.values()) - 1.0) > 1e-6:
             raise ValueError("split fractions must be non-negative and sum to 1")
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _positive(cls, value: dict[Role, int]) -> dict[Role, int]:
+        for role, n in value.items():
+            if n < 1:
+                # A negative cap used to drop the last examples, zero to empty the split.
+                raise ValueError(
+                    f"split limit for {role} is {n}; a limit caps a split at 1 or more examples "
+                    "(to leave a split out, give it fraction 0)"
+                )
         return value
 
 
@@ -216,7 +430,7 @@ class SplitPlan(Spec):
 
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "{name\n}" is not a field
 
 
 def template_fields(template: str) -> list[str]:
@@ -233,10 +447,12 @@ def template_fields(template: str) -> list[str]:
         if token in ("{{", "}}"):
             continue
         name = match.group(1)
-        if name is None or not _FIELD.match(name):
+        if name is None or not _FIELD.fullmatch(name):
+            from bench.errors import shown
+
             raise ValueError(
-                f"template {template!r}: {token!r} is not a field; write {{name}} for a field "
-                "and {{ or }} for a literal brace"
+                f"template {shown(template, 40)}: {shown(token, 30)} is not a field; write "
+                "{name} for a field and {{ or }} for a literal brace"
             )
         fields.append(name)
     return fields
@@ -333,6 +549,10 @@ class TaskSpec(Spec):
     BIG-bench's ``target_scores``), the correct one being ``label_column``'s value.
     ``generation``: free text, compared with ``label_column``'s value by exact match. The last
     two are posed to causal LMs only.
+
+    A task whose source is one local file and that has no ``splits`` section is an evaluation
+    set: every row is a test example (:func:`all_test_splits`). Everything else without ``splits`` is
+    divided 80/10/10 by hash.
     """
 
     name: str
@@ -350,6 +570,9 @@ class TaskSpec(Spec):
     labels: list[str] = Field(default_factory=list)
     # Dataset label value (as a string) -> task label name; null drops the row. Empty: identity.
     label_map: dict[str, str | None] = Field(default_factory=dict)
+    # Integer dataset labels index ``labels`` by position. Off unless declared: a label list
+    # written in another order than the data's ids would silently invert every result.
+    labels_are_indices: bool = False
     label_threshold: ThresholdLabels | None = None
     # Label names a model may use that this task's labels absorb (e.g. a 3-way NLI model on a
     # 2-way task: neutral and contradiction both mean non-entailment). Declared, never guessed.
@@ -368,17 +591,50 @@ class TaskSpec(Spec):
         data.pop("prompt")
         # Fields added after results were stored enter the identity only when they say something,
         # so a classification task keeps the hash it always had.
-        for added, default in (("kind", "classification"), ("choices_column", None)):
+        for added, default in (
+            ("kind", "classification"),
+            ("choices_column", None),
+            ("labels_are_indices", False),
+        ):
             if data[added] == default:
                 data.pop(added)
         return canonical_json(data)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_splits(cls, data: Any) -> Any:
+        # One local file without a splits section is an evaluation set: all of it is test.
+        # Hashing it 80/10/10 quietly turned an 81-row file into a 7-example test split.
+        if isinstance(data, dict) and "splits" not in data:
+            source = data.get("source")
+            path = source.get("path") if isinstance(source, dict) else None
+            if isinstance(source, dict) and source.get("type") == "local" and path is not None:
+                return {**data, "splits": all_test_splits()}
+            if isinstance(source, LocalSource) and source.path is not None:
+                return {**data, "splits": all_test_splits()}
+        return data
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _label_map_keys(cls, value: Any) -> Any:
+        # Keys are compared with the data's labels as strings; YAML reads ``{0: negative}`` with
+        # int keys, which mean exactly "0". A boolean key is refused instead: unquoted yes, no,
+        # on, off, true and false are all YAML booleans, and guessing which was meant would map
+        # labels silently wrong.
+        if not isinstance(value, dict):
+            return value
+        for key in value:
+            if isinstance(key, bool):
+                raise ValueError(
+                    f"label_map key {key} is a YAML boolean (unquoted yes/no/on/off/true/false); "
+                    'quote it, e.g. "yes"'
+                )
+        return {str(k) if isinstance(k, int) else k: v for k, v in value.items()}
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(f"task name {value!r} must be letters, digits, '_', '.', '-'")
-        return value
+        return check_name(value, "task")
 
     @field_validator("labels")
     @classmethod
@@ -389,16 +645,28 @@ class TaskSpec(Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
+        from bench.errors import shown
+
         self._kind_fields()
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
         known = set(self.labels)
         for src, dst in self.label_map.items():
             if dst is not None and dst not in known:
-                raise ValueError(f"label_map sends {src!r} to {dst!r}, which is not in labels")
+                raise ValueError(
+                    f"label_map sends {shown(src, 30)} to {shown(dst, 30)}, which is not in labels"
+                )
         for src, dst in self.label_aliases.items():
             if dst not in known:
-                raise ValueError(f"label_aliases sends {src!r} to {dst!r}, which is not in labels")
+                raise ValueError(
+                    f"label_aliases sends {shown(src, 30)} to {shown(dst, 30)}, which is not in "
+                    "labels"
+                )
+        if self.labels_are_indices and (self.label_map or self.label_threshold is not None):
+            raise ValueError(
+                "labels_are_indices reads integer labels by position in labels; it cannot be "
+                "combined with label_map or label_threshold"
+            )
         if self.label_threshold is not None:
             lt = self.label_threshold
             if {lt.below, lt.above} - known:
@@ -437,6 +705,7 @@ class TaskSpec(Spec):
                 ("label_map", self.label_map),
                 ("label_threshold", self.label_threshold),
                 ("label_aliases", self.label_aliases),
+                ("labels_are_indices", self.labels_are_indices),
             )
             if value
         ]
@@ -502,10 +771,17 @@ class EvalConfig(Spec):
     n_bootstrap: int = Field(default=1000, ge=0)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     # Seeds the --limit sample (part of the identity only when there is one) and the bootstrap.
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     # Performance knobs: recorded with the run, excluded from its identity.
     batch_size: int = Field(default=32, gt=0)
     device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        # Syntax only, so a typo is refused before a model is loaded; availability is the
+        # adapter's to check.
+        return check_device(value)
 
     def identity(self) -> dict[str, Any]:
         ident = self.model_dump(
@@ -531,7 +807,7 @@ class PromptConfig(Spec):
     limit: int | None = Field(default=None, gt=0)
     # Sampling of evaluated examples (--limit) and bootstrap CIs; few-shot draws have their own
     # seed in the task's prompt spec.
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     n_bootstrap: int = Field(default=1000, ge=0)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     # Tokens a model sees (left-truncated); default: the model's own limit.
@@ -542,6 +818,13 @@ class PromptConfig(Spec):
     # Performance knobs: recorded with the run, excluded from its identity.
     batch_size: int = Field(default=8, gt=0)
     device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        # Syntax only, so a typo is refused before a model is loaded; availability is the
+        # adapter's to check.
+        return check_device(value)
 
     def identity(self) -> dict[str, Any]:
         ident = self.model_dump(

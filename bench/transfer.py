@@ -22,11 +22,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, field_validator
 
-from bench.errors import SpecError
+from bench.errors import SpecError, listing
 from bench.progress import console
 from bench.specs import Spec, canonical_json, sha256_text
 
@@ -43,7 +43,7 @@ class TransferRecipe(Spec):
     """Fine-tuning settings shared by every model of a suite (the seed varies)."""
 
     epochs: int = Field(default=1, ge=1)
-    lr: float = Field(default=1e-4, gt=0)
+    lr: float = Field(default=1e-4, gt=0, allow_inf_nan=False)
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=64, ge=8)
     early_stopping_patience: int | None = Field(default=None, ge=1)
@@ -58,7 +58,10 @@ class TransferSpec(Spec):
     train_tasks: list[str] = Field(min_length=1)
     test_tasks: list[str] = Field(min_length=1)
     base: str = "minilm"
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # numpy seeds: 0 <= seed < 2**32.
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1
+    )
     # Training examples per task (a seeded sample); null: the whole train split.
     max_train: int | None = Field(default=2000, ge=1)
     # Test examples per task (a seeded sample); null: the whole test split.
@@ -69,7 +72,7 @@ class TransferSpec(Spec):
     @classmethod
     def _distinct(cls, value: list[Any]) -> list[Any]:
         if len(set(value)) != len(value):
-            raise ValueError(f"an entry is listed twice: {', '.join(map(str, value))}")
+            raise ValueError(f"an entry is listed twice: {listing(value, 6)}")
         return value
 
 
@@ -79,14 +82,26 @@ def builtin_transfer_dir() -> Path:
 
 def load_transfer_suite(name: str) -> TransferSpec:
     """A built-in suite by name (``tasks/transfer/NAME.yaml``) or a YAML file path."""
+    import os
+
+    from bench.errors import shown
     from bench.specs import parse_spec, read_yaml
 
     path = Path(name)
-    if not path.suffix:
+    separator = os.sep in name or (os.altsep is not None and os.altsep in name)
+    if path.suffix.lower() in {".yaml", ".yml"} or separator:
+        if path.is_dir():
+            raise SpecError(f"transfer suite file {name} is a directory")
+        if not path.exists():
+            raise SpecError(f"transfer suite file {name} not found")
+    else:
         path = builtin_transfer_dir() / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in builtin_transfer_dir().glob("*.yaml"))
-        raise SpecError(f"unknown transfer suite {name!r}; built-in: {', '.join(known)}")
+        if not path.is_file():
+            known = sorted(p.stem for p in builtin_transfer_dir().glob("*.yaml"))
+            raise SpecError(
+                f"unknown transfer suite {shown(name, 60)}; built-in: {', '.join(known)} (or a "
+                "YAML path)"
+            )
     return parse_spec(TransferSpec, read_yaml(path, "transfer suite"), str(path), "a suite")
 
 

@@ -442,3 +442,65 @@ def test_homoglyph_swap_without_the_missing_file(resources: AttackResources) -> 
     swap = substitutes.OfflineHomoglyphSwap()
     candidates = swap._get_replacement_words("movie")
     assert len(candidates) == 5 and all(c != "movie" and len(c) == 5 for c in candidates)
+
+
+def test_a_shared_composite_is_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """YAML aliases share one composite at every level; resolving each appearance again made
+    the work grow with the fan-out to the power of the depth (5461 calls here, not 28)."""
+    import time
+
+    from bench.attacks import components
+    from bench.attacks.specs import CompositionSpec
+
+    node: dict[str, object] = {"type": "qwerty"}
+    for _ in range(6):
+        node = {"type": "composite", "params": {"of": [node] * 4}}
+    calls = 0
+    real = components.resolve_component
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(components, "resolve_component", counting)
+    composition = CompositionSpec.model_validate(
+        {"transformation": node, "search": {"type": "greedy"}}
+    )
+    started = time.perf_counter()
+    resolved = components.resolve_composition(composition, "shared")
+    assert time.perf_counter() - started < 1
+    assert calls <= 6 * 4 + 4  # one call per reference, each node's parts resolved once
+    assert resolved.transformation.parts[0] is resolved.transformation.parts[3]
+
+
+def test_component_errors_are_short_and_suggest(tmp_path: Path) -> None:
+    from bench.attacks.suites import load_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\nattacks:\n  - name: a\n    composition:\n"
+        "      transformation: {type: qwerrty}\n      search: {type: greedy}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_suite(suite)
+    message = str(info.value)
+    assert message.startswith(str(suite)) and "did you mean 'qwerty'" in message
+    assert len(message) < 290
+    import yaml
+
+    huge = {"type": "qwerty", "x" * 10_000: 1}
+    composite = {"type": "composite", "params": {"of": [huge]}}
+    attack = {
+        "name": "a",
+        "composition": {"transformation": composite, "search": {"type": "greedy"}},
+    }
+    suite.write_text(yaml.safe_dump({"name": "s", "attacks": [attack]}))
+    with pytest.raises(SpecError, match="unknown key") as info:
+        load_suite(suite)
+    assert len(str(info.value)) < 290
+
+
+def test_nan_parameter_is_refused() -> None:
+    with pytest.raises(SpecError, match="is NaN"):
+        resolve(AttackSpec(name="a", recipe="textfooler", params={"use_threshold": float("nan")}))

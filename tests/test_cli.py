@@ -180,3 +180,54 @@ def test_leaderboard_of_a_metric_no_run_has_lists_the_ones_they_have(
     assert "no completed runs" not in proc.stderr
     shown = _bench("leaderboard", "--metric", "macro_f1", "--db", str(db))
     assert shown.returncode == 0 and "local_pairs (n=2)" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--task", "x", "--model", "y", "--batch-size", "abc"], "'--batch-size'"),
+        (["run", "--task", "x"], "'--model'"),
+        (["run", "--task", "x", "--model", "y", "--batch_size", "4"], "--batch_size"),
+        (["run", "--task", "x", "--model", "y", "--batch-size", "0"], "--batch-size:"),
+        (["run", "--task", "x", "--model", "y", "--device", "gpu"], "--device"),
+        (["default", "--limit", "-1"], "--limit"),
+        (["tasks", "show", "x", "--examples", "-1"], "--examples"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], needle: str) -> None:
+    # Typer used to draw a multi-line box for these (and a pydantic traceback for default's
+    # --limit); they go through the console entry point here, as a user would run them.
+    proc = _bench(*args)
+    assert_user_error(proc, needle)
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "╭" not in proc.stderr and "--batch_size:" not in proc.stderr
+
+
+def test_help_still_exits_zero() -> None:
+    proc = _bench("run", "--help")
+    assert proc.returncode == 0 and "--batch-size" in proc.stdout and not proc.stderr.strip()
+
+
+def test_tasks_show_prints_split_sizes_and_warns_on_a_small_test_split(tmp_path: Path) -> None:
+    rows = [{"premise": f"p {i}", "hypothesis": f"h {i}", "label": "entailment"} for i in range(5)]
+    rows += [{"premise": "a", "hypothesis": "b", "label": "contradiction"}]
+    task = _local_task(tmp_path, rows)
+    proc = _bench("tasks", "show", str(task), "--examples", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "# train: n=0" in proc.stdout
+    assert "# test: n=6 (entailment 5, neutral 0, contradiction 1)" in proc.stdout
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("[")]) == 2
+    warning = proc.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: ") and "only 6 test" in warning[0]
+
+
+def test_output_paths_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    db.write_bytes(b"")
+    proc = _bench("leaderboard", "--db", str(db), "--output", str(tmp_path))
+    assert_user_error(proc, "--output", "is a directory")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    proc = _bench("default", "--out", str(blocker / "reports"), "--no-progress")
+    assert_user_error(proc, "--out", "is a file, not a folder")
+    assert not (tmp_path / "results").exists()

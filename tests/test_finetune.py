@@ -500,7 +500,8 @@ def test_cli_bad_lora_rank_is_a_user_error(tmp_path: Path) -> None:
         ],
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent,
     )  # fmt: skip
-    assert_user_error(proc, "lora_r", "must be >= 1")
+    # Checked with the other options, named as the user wrote it.
+    assert_user_error(proc, "--lora-r", "must be at least 1")
     assert not (tmp_path / "out").exists()
 
 
@@ -558,6 +559,7 @@ def _cli_finetune(
     task = tmp_path / "t.yaml"
     task.write_text(
         "name: t\nsource: {type: local, path: d.jsonl}\ninputs: [text]\nlabels: [neg, pos]\n"
+        'label_map: {"0": neg, "1": pos}\n'
         "splits: {fractions: {train: 0.7, dev: 0.3}}\n"
     )
     out = tmp_path / "out"

@@ -347,3 +347,73 @@ def test_real_vader_domains(real_assets: None) -> None:
         assert all(-4.0 <= r["rating"] <= 4.0 and r["text"] for r in rows), domain
     movies = read_source(VaderSource(domain="movies"))["all"]
     assert any("clichés" in r["text"] for r in movies)  # UTF-8 decoded, not mojibake
+
+
+# --------------------------------------------------------------------------------------------------
+# Files that are not what they claim: one-line DataErrors naming the file
+
+
+def _one_line_data_error(source: LocalSource, base: Path, *needles: str) -> str:
+    with pytest.raises(DataError) as info:
+        read_source(source, base_dir=base)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 290, message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+def test_damaged_compressed_files(tmp_path: Path) -> None:
+    import gzip
+
+    good = b'{"text": "a", "label": "pos"}\n' * 50
+    (tmp_path / "plain.jsonl.gz").write_bytes(good)
+    _one_line_data_error(LocalSource(path="plain.jsonl.gz"), tmp_path, "plain.jsonl.gz")
+    packed = gzip.compress(good)
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    _one_line_data_error(LocalSource(path="cut.jsonl.gz"), tmp_path, "cut.jsonl.gz")
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"text,label\n" + b"a,pos\n" * 100)[:25])
+    _one_line_data_error(LocalSource(path="cut.csv.gz"), tmp_path, "cut.csv.gz")
+    (tmp_path / "rows.json.zip").write_bytes(b"PK\x03\x04")
+    _one_line_data_error(LocalSource(path="rows.json.zip"), tmp_path, "rows.json.zip", ".gz")
+
+
+def test_json_nested_beyond_the_recursion_limit(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    _one_line_data_error(LocalSource(path="deep.json"), tmp_path, "deep.json", "nested too deeply")
+    (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    _one_line_data_error(LocalSource(path="deep.jsonl"), tmp_path, "deep.jsonl line 1")
+
+
+def test_folders_and_devices_are_not_data_files(tmp_path: Path) -> None:
+    (tmp_path / "rows.jsonl").mkdir()
+    _one_line_data_error(LocalSource(path="rows.jsonl"), tmp_path, "is a directory")
+    _one_line_data_error(
+        LocalSource(path="/dev/zero", format="jsonl"), tmp_path, "/dev/zero is not a regular file"
+    )
+
+
+def test_a_text_file_read_as_a_table_is_not_quoted(tmp_path: Path) -> None:
+    from bench.specs import TaskSpec
+    from bench.tasks import load_task_data
+
+    secret = "root:x:0:0:SECRET:/root:/bin/bash"
+    (tmp_path / "notes.txt").write_text(secret + "\nsecond line\n")
+    spec = TaskSpec(
+        name="t",
+        source=LocalSource(path="notes.txt", format="csv"),
+        inputs=["text"],
+        labels=["a", "b"],
+    )
+    with pytest.raises(DataError) as info:
+        load_task_data(spec, tmp_path)
+    message = str(info.value)
+    assert "SECRET" not in message and "root:x" not in message
+    assert "notes.txt" in message and "single column" in message
+    # A real table lists its columns, capped.
+    wide = {f"column_{i}": i for i in range(40)}
+    pd.DataFrame([wide]).to_csv(tmp_path / "wide.csv", index=False)
+    spec = spec.model_copy(update={"source": LocalSource(path="wide.csv")})
+    with pytest.raises(DataError, match=r"columns: column_0, .*\(\+\d+ more\)") as info:
+        load_task_data(spec, tmp_path)
+    assert len(str(info.value)) < 290

@@ -25,11 +25,13 @@ BUILTIN = {
 
 
 def _spec(**overrides: object) -> TaskSpec:
+    # Explicit splits: one local file without them is a test-only task (tested on its own below).
     data: dict[str, object] = {
         "name": "toy",
         "source": {"type": "local", "path": "toy.jsonl"},
         "inputs": ["text"],
         "labels": ["neg", "pos"],
+        "splits": {"fractions": {"train": 0.8, "dev": 0.1, "test": 0.1}},
     }
     data.update(overrides)
     return TaskSpec.model_validate(data)
@@ -48,9 +50,37 @@ def test_builtin_tasks_are_discovered_and_valid() -> None:
     assert builtin_tasks_dir().is_dir()
 
 
-def test_unknown_task_names_known_ones() -> None:
-    with pytest.raises(SpecError, match=r"unknown task 'nope'.*vitaminc"):
+def test_unknown_task_suggests_near_misses_only() -> None:
+    with pytest.raises(SpecError, match=r"unknown task 'vitamnc'; did you mean 'vitaminc'") as info:
+        get_task("vitamnc")
+    assert len(str(info.value)) < 200
+    with pytest.raises(SpecError, match=r"unknown task 'nope'; see `bench tasks list`") as info:
         get_task("nope")
+    # No wall of names: the old message listed every known task.
+    assert "vader_movies" not in str(info.value)
+
+
+def test_task_paths_that_are_missing_or_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SpecError, match=r"^task file .*nowhere\.yaml not found$"):
+        get_task(str(tmp_path / "nowhere.yaml"))
+    with pytest.raises(SpecError, match=r"^task file missing\.yml not found$"):
+        get_task("missing.yml")
+    with pytest.raises(SpecError, match=r"^task file sub/task not found$"):
+        get_task("sub/task")
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(SpecError, match=r"folder\.yaml is a directory"):
+        get_task(str(tmp_path / "folder.yaml"))
+    with pytest.raises(SpecError, match=r"is a directory"):
+        get_task(str(tmp_path) + "/")
+    # A bare name that happens to be a folder here is still looked up as a name first.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vitaminc").mkdir()
+    assert get_task("vitaminc").spec.name == "vitaminc"
+    (tmp_path / "vitamin").mkdir()
+    with pytest.raises(SpecError, match=r"vitamin is a directory, not a task file; did you mean"):
+        get_task("vitamin")
 
 
 def test_malformed_yaml_is_one_line_spec_error(tmp_path: Path) -> None:
@@ -173,9 +203,44 @@ def test_label_map_threshold_and_int_labels() -> None:
     got = sorted((e.inputs[0], e.label) for e in build_task_data(thr, {"all": rows}).splits["test"])
     assert got == [("x", 0), ("z", 1)]
 
-    ints = _spec(splits={"fractions": {"test": 1.0}})
+    ints = _spec(splits={"fractions": {"test": 1.0}}, labels_are_indices=True)
     got2 = build_task_data(ints, {"all": [{"text": "q", "label": 1}]}).splits["test"]
     assert got2[0].label == 1
+    with pytest.raises(DataError, match="not a position in labels"):
+        build_task_data(ints, {"all": [{"text": "q", "label": 2}]})
+
+
+def test_integer_labels_need_a_label_map_or_labels_are_indices() -> None:
+    # labels written in the "wrong" order for data where 0 is negative: by position this used to
+    # invert every result silently.
+    spec = _spec(labels=["positive", "negative"], splits={"fractions": {"test": 1.0}})
+    rows = [{"text": "bad", "label": 0}, {"text": "good", "label": 1}]
+    with pytest.raises(DataError) as info:
+        build_task_data(spec, {"all": rows})
+    message = str(info.value)
+    assert "label_map" in message and "labels_are_indices: true" in message
+    assert 'label_map: {"0": positive, "1": negative}' in message
+    # YAML reads {0: negative} with int keys; they mean the strings the data's labels become.
+    mapped = _spec(
+        labels=["positive", "negative"],
+        label_map={0: "negative", 1: "positive"},
+        splits={"fractions": {"test": 1.0}},
+    )
+    got = {
+        e.inputs[0]: mapped.labels[e.label]
+        for e in build_task_data(mapped, {"all": rows}).splits["test"]
+    }
+    assert got == {"bad": "negative", "good": "positive"}
+    with pytest.raises(ValueError, match="YAML boolean"):
+        _spec(label_map={True: "neg", False: "pos"})
+    with pytest.raises(ValueError, match="cannot be combined with label_map"):
+        _spec(labels_are_indices=True, label_map={"0": "neg", "1": "pos"})
+
+
+def test_labels_are_indices_keeps_old_hashes() -> None:
+    plain = _spec()
+    assert "labels_are_indices" not in plain.canonical()
+    assert _spec(labels_are_indices=True).spec_hash() != plain.spec_hash()
 
 
 def test_unmapped_label_is_a_data_error() -> None:
@@ -245,3 +310,104 @@ def test_group_by_keeps_groups_in_one_split() -> None:
     assert set(data.splits) == {"train", "test"}
     with pytest.raises(DataError, match=r"group_by field 'meta\.group' is missing"):
         build_task_data(spec, {"all": [{"text": "x", "label": "pos"}]})
+
+
+def test_one_local_file_without_splits_is_test_only(tmp_path: Path) -> None:
+    rows = _rows(81)
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = tmp_path / "eval.yaml"
+    task.write_text(
+        "name: eval_set\nsource: {type: local, path: eval.jsonl}\ninputs: [text]\n"
+        "labels: [neg, pos]\n"
+    )
+    item = get_task(str(task))
+    assert item.spec.splits == SplitPlan(fractions={"test": 1.0})
+    data = load_task_data(item.spec, item.base_dir)
+    # The 81-row file used to become a 7-example test split.
+    assert set(data.splits) == {"test"} and len(data.splits["test"]) == 81
+    # An explicit splits section keeps hashing into fractions, as do files by role.
+    task.write_text(task.read_text() + "splits: {fractions: {train: 0.8, dev: 0.1, test: 0.1}}\n")
+    hashed = load_task_data(get_task(str(task)).spec, tmp_path)
+    assert set(hashed.splits) == {"train", "dev", "test"}
+    by_role = _spec(source={"type": "local", "splits": {"train": "a.jsonl", "test": "b.jsonl"}})
+    assert by_role.splits.fractions == {"train": 0.8, "dev": 0.1, "test": 0.1}
+    # Python specs built from a LocalSource object get the same default.
+    built = TaskSpec(
+        name="p", source=LocalSource(path="x.jsonl"), inputs=["text"], labels=["a", "b"]
+    )
+    assert built.splits.fractions == {"test": 1.0}
+
+
+# Spec hashes of built-in tasks recorded before labels_are_indices and the test-only default for
+# local files existed: both changes must leave every existing task's identity alone.
+BUILTIN_SPEC_HASHES = {
+    "epistemic_reasoning": "e5fe8f2caf5d33fea1cdc1aac8cf22fc8145b1ef3bcdf8aa162d2b2381e60d2f",
+    "vader_movies": "1ff9bf5dd57a51e02d3a916ede84c6b534b6db2ba5ee1f133e5ecbbd3f01caaf",
+    "vitaminc_2way": "1d0329edba4c8820d553d6df3067586e95ae794cb38b11f1da2e0370ff6eaeae",
+    "date_understanding": "ea73bf80999846c5eaf97cb7110b39a3a168b32b7a9e741bc87f2e8fb5259feb",
+}
+BUILTIN_DATA_HASHES = {
+    "epistemic_reasoning": "67d96d9d5e370386f86fb9151535290ec6654b54881f52e27471a3883e3e15da",
+    "vader_movies": "db7107ed303ee66db5517d729f3bb91ef35242048685fb85f4078c78bf8ea7cb",
+    "vitaminc_2way": "d55d94fd2325a3f6658f26593623720edf446529ca99c3010065c68888225cf8",
+}
+
+
+def test_builtin_spec_hashes_are_unchanged() -> None:
+    tasks = discover_tasks()
+    assert {n: tasks[n].spec.spec_hash() for n in BUILTIN_SPEC_HASHES} == BUILTIN_SPEC_HASHES
+
+
+@pytest.mark.slow
+def test_builtin_data_hashes_are_unchanged() -> None:
+    from bench import assets
+
+    assets.fetch(["bigbench", "vader"], progress=False)
+    tasks = discover_tasks()
+    got = {
+        n: load_task_data(tasks[n].spec, tasks[n].base_dir).data_hash for n in BUILTIN_DATA_HASHES
+    }
+    assert got == BUILTIN_DATA_HASHES
+
+
+@pytest.mark.parametrize(
+    ("splits", "message"),
+    [
+        ({"fractions": {"test": 1.0}, "limits": {"test": -1}}, "split limit for test is -1"),
+        ({"fractions": {"test": 1.0}, "limits": {"dev": 0}}, "split limit for dev is 0"),
+        ({"fractions": {"train": float("nan"), "test": 1.0}}, "finite, non-negative"),
+        ({"fractions": {"train": float("inf"), "test": 1.0}}, "finite, non-negative"),
+        ({"fractions": {"train": -0.5, "test": 1.5}}, "finite, non-negative"),
+    ],
+)
+def test_split_plans_that_would_drop_or_misroute_examples_are_refused(
+    splits: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        _spec(splits=splits)
+
+
+@pytest.mark.parametrize("threshold", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_label_threshold_is_refused(threshold: float) -> None:
+    rule = {"column": "rating", "threshold": threshold, "below": "neg", "above": "pos"}
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        _spec(label_threshold=rule)
+
+
+@pytest.mark.parametrize("name", ["toy\n", "toy\r\n", "\ntoy", "to y", "x" * 101, "", "-toy"])
+def test_bad_task_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="task name") as info:
+        _spec(name=name)
+    assert len(str(info.value)) < 600  # a 100+ character name is not echoed whole
+
+
+def test_small_split_warning_and_summary() -> None:
+    from bench.tasks.loading import small_split_warning, split_summary
+
+    small = build_task_data(_spec(splits={"fractions": {"test": 1.0}}), {"all": _rows(40)})
+    warning = small_split_warning(small, "test")
+    assert warning is not None and "only 40 test example" in warning and "\n" not in warning
+    assert small_split_warning(small, "train") is None  # empty: an error of its own when used
+    assert split_summary(small) == ["train: n=0", "dev: n=0", "test: n=40 (neg 20, pos 20)"]
+    big = build_task_data(_spec(splits={"fractions": {"test": 1.0}}), {"all": _rows(100)})
+    assert small_split_warning(big, "test") is None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from bench.attacks.specs import ComponentSpec, CompositionSpec
-from bench.errors import SpecError
+from bench.errors import SpecError, did_you_mean, listing, shown
 from bench.specs import canonical_json, sha256_text
 
 if TYPE_CHECKING:
@@ -87,8 +87,8 @@ class BuildContext:
         unknown = sorted(set(wanted) - set(self.input_columns))
         if unknown:
             raise SpecError(
-                f"attack {self.attack_name!r}: cannot attack column(s) {', '.join(unknown)}; "
-                f"the task's inputs are {', '.join(self.input_columns)}"
+                f"attack {self.attack_name!r}: cannot attack column(s) {listing(unknown, 3)}; "
+                f"the task's inputs are {listing(self.input_columns, 3)}"
             )
         return [c for c in self.input_columns if c in wanted]
 
@@ -733,41 +733,62 @@ def _check_value(param: Param, value: Any, where: str) -> Any:
         raise SpecError(f"{where} must be {expected}, got {_type_name(value)}")
     if param.choices is not None and value not in param.choices:
         allowed = ", ".join(repr(c) for c in param.choices)
-        raise SpecError(f"{where} is {value!r}; allowed: {allowed}")
+        raise SpecError(f"{where} is {shown(value, 40)}; allowed: {allowed}")
+    if isinstance(value, float) and value != value:
+        # NaN passes every comparison below and would reach TextAttack as a threshold.
+        raise SpecError(f"{where} is NaN; give a number")
     if param.minimum is not None and isinstance(value, int | float) and value < param.minimum:
-        raise SpecError(f"{where} is {value}; must be at least {param.minimum}")
+        raise SpecError(f"{where} is {shown(value, 30)}; must be at least {param.minimum}")
     if param.maximum is not None and isinstance(value, int | float) and value > param.maximum:
-        raise SpecError(f"{where} is {value}; must be at most {param.maximum}")
+        raise SpecError(f"{where} is {shown(value, 30)}; must be at most {param.maximum}")
     return value
 
 
 def resolve_component(
-    kind: Kind, spec: ComponentSpec | Mapping[str, Any], attack_name: str
+    kind: Kind,
+    spec: ComponentSpec | Mapping[str, Any],
+    attack_name: str,
+    _memo: dict[tuple[str, int], ResolvedComponent] | None = None,
 ) -> ResolvedComponent:
-    """Look ``spec`` up in the registry and check its parameters; SpecError naming the key."""
+    """Look ``spec`` up in the registry and check its parameters; SpecError naming the key.
+
+    Each node is resolved once: YAML aliases let one composite transformation appear many times
+    (``of: [*a, *a, *a]`` at every level), and resolving every appearance again multiplied the
+    work by the fan-out at each level.
+    """
+    memo: dict[tuple[str, int], ResolvedComponent] = {} if _memo is None else _memo
+    memo_key = (kind, id(spec))
+    if memo_key in memo:
+        return memo[memo_key]
     if isinstance(spec, ComponentSpec):
         name, given = spec.type, dict(spec.params)
     elif isinstance(spec, Mapping):
-        extra = sorted(set(spec) - {"type", "params"})
+        extra = sorted((str(k) for k in spec if k not in ("type", "params")), key=str)
         if "type" not in spec or not isinstance(spec["type"], str) or extra:
-            detail = f"unknown key {extra[0]!r}" if extra else "needs a 'type'"
-            raise SpecError(f"attack {attack_name!r}: {kind} part {dict(spec)!r} {detail}")
+            detail = f"has unknown key {shown(extra[0], 30)}" if extra else "needs a 'type'"
+            raise SpecError(f"attack {attack_name!r}: a {kind} part {detail}")
         name = spec["type"]
         raw = spec.get("params") or {}
         if not isinstance(raw, Mapping):
-            raise SpecError(f"attack {attack_name!r}: {kind} {name!r}: params must be a mapping")
+            raise SpecError(
+                f"attack {attack_name!r}: {kind} {shown(name, 40)}: params must be a mapping"
+            )
         given = dict(raw)
     else:
         raise SpecError(f"attack {attack_name!r}: a {kind} must be a mapping with a 'type'")
     component = REGISTRY[kind].get(name)
     if component is None:
-        known = ", ".join(component_names(kind))
-        raise SpecError(f"attack {attack_name!r}: unknown {kind} {name!r} (known: {known})")
-    unknown = sorted(set(given) - set(component.params))
-    if unknown:
-        allowed = ", ".join(sorted(component.params)) or "none"
+        hint = did_you_mean(name, component_names(kind))
+        known = listing(component_names(kind), 6, 24)
         raise SpecError(
-            f"attack {attack_name!r}: {kind} {name!r} has no parameter {unknown[0]!r} "
+            f"attack {attack_name!r}: unknown {kind} {shown(name, 40)} ({hint}known: {known}; "
+            "see docs/attacks.md)"
+        )
+    unknown = sorted((k for k in given if k not in component.params), key=str)
+    if unknown:
+        allowed = listing(sorted(component.params), 10, 24) or "none"
+        raise SpecError(
+            f"attack {attack_name!r}: {kind} {name!r} has no parameter {shown(unknown[0], 30)} "
             f"(allowed: {allowed})"
         )
     params: dict[str, Any] = {}
@@ -777,7 +798,7 @@ def resolve_component(
         where = f"attack {attack_name!r}: {kind} {name!r} parameter {key!r}"
         value = _check_value(param, given.get(key, param.default), where)
         if param.type == "components":
-            parts = tuple(resolve_component("transformation", p, attack_name) for p in value)
+            parts = tuple(resolve_component("transformation", p, attack_name, memo) for p in value)
             checked[key] = parts
             continue
         params[key] = list(value) if isinstance(value, list) else value
@@ -785,7 +806,9 @@ def resolve_component(
     problem = component.check(checked)
     if problem:
         raise SpecError(f"attack {attack_name!r}: {kind} {name!r}: {problem}")
-    return ResolvedComponent(kind, name, params, parts)
+    resolved = ResolvedComponent(kind, name, params, parts)
+    memo[memo_key] = resolved
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -830,13 +853,17 @@ class ResolvedComposition:
 
 def resolve_composition(composition: CompositionSpec, attack_name: str) -> ResolvedComposition:
     """Validate a whole composition against the registry (nothing is built)."""
+    # One memo for the whole composition: a node shared by several parts is resolved once.
+    memo: dict[tuple[str, int], ResolvedComponent] = {}
     return ResolvedComposition(
-        goal=resolve_component("goal", composition.goal, attack_name),
-        transformation=resolve_component("transformation", composition.transformation, attack_name),
-        constraints=tuple(
-            resolve_component("constraint", c, attack_name) for c in composition.constraints
+        goal=resolve_component("goal", composition.goal, attack_name, memo),
+        transformation=resolve_component(
+            "transformation", composition.transformation, attack_name, memo
         ),
-        search=resolve_component("search", composition.search, attack_name),
+        constraints=tuple(
+            resolve_component("constraint", c, attack_name, memo) for c in composition.constraints
+        ),
+        search=resolve_component("search", composition.search, attack_name, memo),
     )
 
 

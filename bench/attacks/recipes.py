@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bench.attacks.specs import AttackSpec, CompositionSpec
-from bench.errors import SpecError
+from bench.errors import SpecError, listing, shown
 
 
 @dataclass(frozen=True)
@@ -571,19 +571,19 @@ def recipe_names() -> list[str]:
 def get_recipe(name: str) -> Recipe:
     recipe = RECIPES.get(name)
     if recipe is None:
-        raise SpecError(f"unknown attack recipe {name!r} (known: {', '.join(recipe_names())})")
+        raise SpecError(
+            f"unknown attack recipe {shown(name, 40)} (known: {', '.join(recipe_names())})"
+        )
     return recipe
 
 
 def _composition(data: Mapping[str, Any], attack_name: str) -> CompositionSpec:
+    from bench.specs import validation_message
+
     try:
         return CompositionSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
-        raise SpecError(
-            f"attack {attack_name!r}: composition field '{where}': {first.get('msg')}"
-        ) from None
+        raise SpecError(f"attack {attack_name!r}: composition {validation_message(exc)}") from None
 
 
 def resolve(attack: AttackSpec) -> ResolvedAttack:
@@ -606,17 +606,17 @@ def resolve(attack: AttackSpec) -> ResolvedAttack:
     recipe = get_recipe(attack.recipe)
     unknown = sorted(set(attack.params) - set(recipe.params))
     if unknown:
-        allowed = ", ".join(sorted(recipe.params)) or "none"
+        allowed = listing(sorted(recipe.params), 10, 24) or "none"
         raise SpecError(
-            f"attack {attack.name!r}: recipe {recipe.name!r} has no parameter {unknown[0]!r} "
-            f"(allowed: {allowed})"
+            f"attack {attack.name!r}: recipe {recipe.name!r} has no parameter "
+            f"{shown(unknown[0], 30)} (allowed: {allowed})"
         )
     for key, value in attack.params.items():
         default = recipe.params[key]
         if not _same_type(default, value):
             raise SpecError(
                 f"attack {attack.name!r}: recipe parameter {key!r} must be of the type of its "
-                f"default {default!r}, got {value!r}"
+                f"default {default!r}, got {shown(value, 40)}"
             )
     params = {**recipe.params, **attack.params}
     changed = {k: v for k, v in attack.params.items() if v != recipe.params[k]}
@@ -628,10 +628,10 @@ def resolve(attack: AttackSpec) -> ResolvedAttack:
     deviations = recipe.deviations
     if changed:
         variant = f"{recipe.variant or recipe.name}-modified"
-        shown = ", ".join(
+        listed = ", ".join(
             f"{k}={v!r} (recipe: {recipe.params[k]!r})" for k, v in sorted(changed.items())
         )
-        deviations = (*deviations, f"parameters changed from the recipe: {shown}")
+        deviations = (*deviations, f"parameters changed from the recipe: {listed}")
     return ResolvedAttack(
         name=attack.name,
         recipe=recipe.name,

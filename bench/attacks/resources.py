@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import AssetError, ModelError, SpecError
+from bench.errors import AssetError, ModelError, SpecError, shown
 
 # Size of the GloVe vocabulary kept: the paragramcf vocabulary TextAttack's recipes were tuned on
 # has 65,713 words; the 65,536 most frequent alphabetic GloVe words are a vocabulary of that size.
@@ -325,7 +325,7 @@ def load_glove(
     except (OSError, ValueError, KeyError) as exc:
         raise AssetError(f"cannot read the glove50 asset in {folder}: {exc}") from exc
     pattern = re.compile(WORD_FILTER)
-    rows = [i for i, w in enumerate(words_all) if isinstance(w, str) and pattern.match(w)]
+    rows = [i for i, w in enumerate(words_all) if isinstance(w, str) and pattern.fullmatch(w)]
     rows = rows[:vocab_size]
     words = [words_all[i] for i in rows]
     matrix = np.asarray(vectors[rows], dtype=np.float32)
@@ -500,7 +500,9 @@ class AttackResources:
     def stopwords(self, name: str) -> frozenset[str]:
         """A packaged stop-word list: ``english`` (NLTK's) or ``textfooler``."""
         if name not in STOPWORD_LISTS:
-            raise SpecError(f"unknown stop-word list {name!r}; known: {', '.join(STOPWORD_LISTS)}")
+            raise SpecError(
+                f"unknown stop-word list {shown(name, 40)}; known: {', '.join(STOPWORD_LISTS)}"
+            )
 
         def build() -> frozenset[str]:
             from bench.attacks.compat import read_word_list

@@ -8,14 +8,12 @@ nothing in a spec is ever executed: component names are looked up in a fixed reg
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from bench.specs import Role, Spec
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+from bench.errors import listing
+from bench.specs import SEED_MAX, Role, Spec, check_name
 
 # Component parameters are plain JSON values; nested components (a composite transformation's
 # parts) are dicts with a ``type`` and are validated by the registry when the attack is built.
@@ -53,9 +51,7 @@ class AttackSpec(Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(f"attack name {value!r} may hold only letters, digits, '_', '.', '-'")
-        return value
+        return check_name(value, "attack")
 
     @model_validator(mode="after")
     def _one_of(self) -> AttackSpec:
@@ -77,9 +73,7 @@ class SuiteSpec(Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(f"suite name {value!r} may hold only letters, digits, '_', '.', '-'")
-        return value
+        return check_name(value, "suite")
 
     @model_validator(mode="after")
     def _unique(self) -> SuiteSpec:
@@ -88,7 +82,7 @@ class SuiteSpec(Spec):
         names = [a.name for a in self.attacks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"suite {self.name!r} lists attack(s) twice: {', '.join(dupes)}")
+            raise ValueError(f"suite {self.name!r} lists attack(s) twice: {listing(dupes, 4)}")
         return self
 
 
@@ -97,7 +91,7 @@ class AttackConfig(Spec):
 
     split: Role = "test"
     limit: int | None = Field(default=100, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     # TextAttack counts every goal-function query (cache hits included) against this budget.
     query_budget: int | None = Field(default=None, ge=1)
     max_length: int = Field(default=256, ge=8)

@@ -7,6 +7,7 @@ named by its file's stem or given as a path to a YAML file. YAML is data: ``safe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,27 +46,41 @@ def load_suite_file(path: Path) -> SuiteSpec:
     return parse_suite(read_yaml(path, "suite"), str(path))
 
 
+def _has_separator(text: str) -> bool:
+    return os.sep in text or (os.altsep is not None and os.altsep in text)
+
+
 def load_suite(name_or_path: str | Path, check: bool = True) -> SuiteSpec:
     """A built-in suite by name, or a suite YAML file by path.
 
     ``check`` also resolves every attack (recipes, components, parameters), so a suite with an
-    unknown recipe or component fails here, before any model is loaded.
+    unknown recipe or component fails here, before any model is loaded; the error names the file.
     """
+    from bench.errors import shown
+
     as_path = Path(name_or_path)
-    if as_path.suffix in {".yaml", ".yml"}:
-        if not as_path.is_file():
+    text = str(name_or_path)
+    if as_path.suffix.lower() in {".yaml", ".yml"} or _has_separator(text):
+        if as_path.is_dir():
+            raise SpecError(f"suite file {as_path} is a directory")
+        if not as_path.exists():
             raise SpecError(f"suite file {as_path} does not exist")
-        suite = load_suite_file(as_path)
+        path = as_path
     else:
         files = _suite_files()
-        name = str(name_or_path)
-        if name not in files:
+        if text not in files:
             known = ", ".join(sorted(files)) or "none"
-            raise SpecError(f"unknown attack suite {name!r} (known: {known}; or a YAML path)")
-        suite = load_suite_file(files[name])
+            raise SpecError(
+                f"unknown attack suite {shown(text, 60)} (known: {known}; or a YAML path)"
+            )
+        path = files[text]
+    suite = load_suite_file(path)
     if check:
         from bench.attacks.recipes import resolve
 
         for attack in suite.attacks:
-            resolve(attack)
+            try:
+                resolve(attack)
+            except SpecError as exc:
+                raise SpecError(f"{path}: {exc}") from None
     return suite

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.errors import DataError
+from bench.errors import DataError, listing, shown
 from bench.specs import ROLES, Role, SplitPlan, TaskSpec, canonical_json, sha256_text
 from bench.tasks.examples import Example, TaskData, example_uid
 
@@ -27,9 +27,10 @@ def _label_name(spec: TaskSpec, row: dict[str, Any]) -> str | None:
         raw = row.get(rule.column)
         try:
             value = float(raw)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DataError(
-                f"task {spec.name!r}: column {rule.column!r} holds {raw!r}, not a number"
+                f"task {spec.name!r}: column {shown(rule.column, 40)} holds {shown(raw, 40)}, "
+                "not a number"
             ) from None
         if math.isnan(value) or value == rule.threshold:
             return None
@@ -40,19 +41,33 @@ def _label_name(spec: TaskSpec, row: dict[str, Any]) -> str | None:
     key = str(raw)
     if spec.label_map:
         if key not in spec.label_map:
-            known = ", ".join(sorted(spec.label_map))
+            known = listing(sorted(spec.label_map), 6, 20)
             raise DataError(
-                f"task {spec.name!r}: dataset label {key!r} is not in label_map (known: {known})"
+                f"task {spec.name!r}: dataset label {shown(key, 40)} is not in label_map "
+                f"(known: {known})"
             )
         return spec.label_map[key]
     if key in spec.labels:
         return key
-    # Integer class ids (HF ClassLabel) index the task's label list.
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < len(spec.labels):
-        return spec.labels[raw]
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        # Integer class ids (HF ClassLabel) index the label list only when the task says so: a
+        # list written in another order than the data's ids would invert every result.
+        if not spec.labels_are_indices:
+            example = ", ".join(f'"{i}": {name}' for i, name in enumerate(spec.labels[:2]))
+            raise DataError(
+                f"task {spec.name!r}: dataset label {raw} is an integer; say which label it is "
+                f"with a label_map (e.g. label_map: {{{example}}}) or, if the ids are positions "
+                "in labels, set labels_are_indices: true"
+            )
+        if 0 <= raw < len(spec.labels):
+            return spec.labels[raw]
+        raise DataError(
+            f"task {spec.name!r}: dataset label {raw} is not a position in labels "
+            f"(0..{len(spec.labels) - 1}; labels_are_indices is set)"
+        )
     raise DataError(
-        f"task {spec.name!r}: dataset label {key!r} is not one of the task labels "
-        f"{spec.labels}; add a label_map"
+        f"task {spec.name!r}: dataset label {shown(key, 40)} is not one of the task labels "
+        f"({listing(spec.labels, 6, 20)}); add a label_map"
     )
 
 
@@ -64,9 +79,15 @@ def _check_columns(spec: TaskSpec, rows: list[dict[str, Any]], where: str) -> No
     columns = set(rows[0])
     missing = [c for c in needed if c not in columns]
     if missing:
-        have = ", ".join(sorted(columns))
+        if len(columns) < 2:
+            # A file that is not a table (a text file read as csv, say) "parses" as one column
+            # named after its first line; quoting it would print the first line of whatever file
+            # the path points at. No task can use a single column anyway.
+            have = "it has a single column; is the file really in the declared format?"
+        else:
+            have = f"columns: {listing(sorted(columns), 6, 24)}"
         raise DataError(
-            f"task {spec.name!r}: column {missing[0]!r} not found in {where} (columns: {have})"
+            f"task {spec.name!r}: column {shown(missing[0], 40)} not found in {where} ({have})"
         )
 
 
@@ -74,7 +95,9 @@ def _group_value(row: dict[str, Any], path: str, task: str) -> str:
     value: Any = row
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
-            raise DataError(f"task {task!r}: split group_by field {path!r} is missing in a row")
+            raise DataError(
+                f"task {task!r}: split group_by field {shown(path, 40)} is missing in a row"
+            )
         value = value[part]
     return canonical_json(value)
 
@@ -89,13 +112,14 @@ def _choices(spec: TaskSpec, row: dict[str, Any]) -> tuple[str, ...]:
         options = tuple(str(v) for v in raw)
     else:
         raise DataError(
-            f"task {spec.name!r}: column {spec.choices_column!r} must hold a list of options or "
-            f"a mapping option -> score, got {type(raw).__name__}"
+            f"task {spec.name!r}: column {shown(spec.choices_column, 30)} must hold a list of "
+            f"options or a mapping option -> score, got {type(raw).__name__}"
         )
     if len(options) < 2 or len(set(options)) != len(options):
         raise DataError(
             f"task {spec.name!r}: an example has {len(options)} options in "
-            f"{spec.choices_column!r} ({', '.join(options)[:80]}); it needs 2 or more, all distinct"
+            f"{shown(spec.choices_column, 30)} ({listing(options, 4, 20)}); it needs 2 or more, "
+            "all distinct"
         )
     return options
 
@@ -122,8 +146,8 @@ def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[Row]:
             choices = _choices(spec, row)
             if label not in choices:
                 raise DataError(
-                    f"task {spec.name!r}: the answer {label!r} is not one of the example's "
-                    f"options ({', '.join(choices)[:80]})"
+                    f"task {spec.name!r}: the answer {shown(label, 40)} is not one of the "
+                    f"example's options ({listing(choices, 4, 20)})"
                 )
         inputs = tuple(str(v) for v in values)
         key = _group_value(row, group_by, spec.name) if group_by else canonical_json(list(inputs))
@@ -168,14 +192,21 @@ def _examples(spec: TaskSpec, pairs: list[Labelled], role: Role) -> list[Example
     return [replace(ex, idx=pos) for pos, ex in enumerate(kept)]
 
 
-def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> TaskData:
-    """Turn raw rows (keyed by role, or by "all" for one pool) into a ``TaskData``."""
+def build_task_data(
+    spec: TaskSpec,
+    raw: dict[str, list[dict[str, Any]]],
+    origins: Mapping[str, Path] | None = None,
+) -> TaskData:
+    """Turn raw rows (keyed by role, or by "all" for one pool) into a ``TaskData``.
+
+    ``origins`` names the file each key's rows came from, for error messages."""
     if not any(raw.values()):
         raise DataError(f"task {spec.name!r}: the data source gave no rows")
     by_role: dict[Role, list[Labelled]] = {}
     for key, rows in raw.items():
         if rows:
-            _check_columns(spec, rows, f"the {key!r} data")
+            where = str(origins[key]) if origins and key in origins else f"the {key!r} data"
+            _check_columns(spec, rows, where)
         usable = _to_pairs(spec, rows)
         if key == "all":
             for inputs, label, split_key, choices in usable:
@@ -184,7 +215,7 @@ def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> Tas
         elif key in ROLES:
             by_role.setdefault(key, []).extend((i, lab, c) for i, lab, _, c in usable)
         else:
-            raise DataError(f"task {spec.name!r}: unknown split role {key!r}")
+            raise DataError(f"task {spec.name!r}: unknown split role {shown(key, 30)}")
     if not any(by_role.values()):
         raise DataError(f"task {spec.name!r}: no usable examples after label mapping")
     splits = {role: _examples(spec, by_role[role], role) for role in ROLES if by_role.get(role)}
@@ -196,9 +227,10 @@ def build_task_data(spec: TaskSpec, raw: dict[str, list[dict[str, Any]]]) -> Tas
 
 def load_task_data(spec: TaskSpec, base_dir: Path | None = None) -> TaskData:
     """Read a task's source and build its examples."""
-    from bench.tasks.sources import read_source
+    from bench.tasks.sources import local_files, read_source
 
-    return build_task_data(spec, read_source(spec.source, base_dir))
+    raw = read_source(spec.source, base_dir)
+    return build_task_data(spec, raw, local_files(spec.source, base_dir))
 
 
 def sample_examples(examples: Sequence[Example], n: int | None, seed: int) -> list[Example]:
@@ -218,3 +250,40 @@ def label_counts(examples: Sequence[Example], k: int) -> list[int]:
     for ex in examples:
         counts[ex.label] += 1
     return counts
+
+
+# Below this many examples a test split's accuracy has a 95% CI wider than about +-10 points.
+SMALL_SPLIT = 100
+
+
+def small_split_warning(data: TaskData, role: Role = "test") -> str | None:
+    """A one-line warning when ``role`` has fewer than ``SMALL_SPLIT`` examples, else None.
+
+    Printed by ``bench tasks show`` and before a run on that split: a small split gives wide
+    intervals, and a surprisingly small one usually means the data was split where it should not
+    have been.
+    """
+    n = len(data.splits.get(role, []))
+    if n == 0 or n >= SMALL_SPLIT:
+        # An empty split is not a warning: using it is an error of its own.
+        return None
+    return (
+        f"warning: task {data.spec.name!r} has only {n} {role} example(s); results on fewer than "
+        f"{SMALL_SPLIT} have wide confidence intervals"
+    )
+
+
+def split_summary(data: TaskData) -> list[str]:
+    """One line per split: its size and, for a classification task, how many examples carry each
+    label (multiple-choice and generation answers come from the data: the size alone)."""
+    spec = data.spec
+    lines = []
+    for role in ROLES:
+        examples = data.splits.get(role, [])
+        line = f"{role}: n={len(examples)}"
+        if spec.kind == "classification" and examples:
+            counts = label_counts(examples, len(spec.labels))
+            line += " (" + ", ".join(f"{n} {c}" for n, c in zip(spec.labels, counts, strict=True))
+            line += ")"
+        lines.append(line)
+    return lines

@@ -211,14 +211,46 @@ def discover_tasks(extra_dirs: Sequence[Path | str] = ()) -> dict[str, Registere
 
 
 def get_task(name: str, extra_dirs: Sequence[Path | str] = ()) -> RegisteredTask:
-    """A task by name, or a path to a YAML task file."""
+    """A task by name, or a path to a YAML task file.
+
+    A name that looks like a path (it holds a path separator or ends in .yaml/.yml) is a file:
+    one that does not exist, or a folder, is reported as such, not as an unknown task name. An
+    unknown name lists the closest known names.
+    """
+    from bench.errors import shown
+
     as_path = Path(name)
-    if as_path.suffix in {".yaml", ".yml"} and as_path.is_file():
-        return RegisteredTask(load_task_file(as_path), as_path.parent, str(as_path))
+    has_separator = os.sep in name or (os.altsep is not None and os.altsep in name)
+    looks_like_path = as_path.suffix.lower() in {".yaml", ".yml"} or has_separator
+    if as_path.is_dir() and (looks_like_path or name in (".", "..")):
+        raise SpecError(f"task file {name} is a directory; give a task YAML file or a task name")
+    if looks_like_path:
+        if as_path.exists():
+            # read_yaml reports anything that is not a readable regular file in one line.
+            return RegisteredTask(load_task_file(as_path), as_path.parent, str(as_path))
+        if has_separator:
+            raise SpecError(f"task file {name} not found")
     tasks = discover_tasks(extra_dirs)
+    if looks_like_path and name not in tasks:
+        # "x.yaml" could still be a task's name (names may hold dots); it is not, so it was
+        # meant as a file.
+        raise SpecError(f"task file {name} not found")
     if name not in tasks:
-        known = ", ".join(sorted(tasks)) or "none"
-        raise SpecError(f"unknown task {name!r} (known: {known})")
+        import difflib
+
+        # (A name far longer than any task's is no near miss; difflib is quadratic in length.)
+        close = (
+            difflib.get_close_matches(name, sorted(tasks), n=3, cutoff=0.6)
+            if len(name) <= 200
+            else []
+        )
+        if close:
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
+        else:
+            hint = "see `bench tasks list` for the known tasks"
+        if as_path.is_dir():
+            hint = f"{name} is a directory, not a task file; {hint}"
+        raise SpecError(f"unknown task {shown(name, 60)}; {hint}")
     return tasks[name]
 
 

@@ -14,10 +14,11 @@ import json
 import lzma
 import math
 import re
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from bench.errors import DataError
+from bench.errors import DataError, listing, shown
 from bench.specs import BigBenchSource, HubSource, LocalSource, Source, VaderSource
 
 Rows = list[dict[str, Any]]
@@ -45,6 +46,17 @@ _FORMATS = {
     ".pq": "parquet",
 }
 _COMPRESSION = {".gz", ".bz2", ".xz", ".zst", ".zip"}
+
+# What a damaged or mislabelled compressed file raises: gzip.BadGzipFile and bz2 are OSErrors,
+# a truncated stream is an EOFError, corrupt deflate data a zlib.error, xz an LZMAError.
+_DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, short (library messages can quote data)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= 100 else first[:97] + "..."
 
 
 def read_source(source: Source, base_dir: Path | None = None) -> dict[str, Rows]:
@@ -83,8 +95,8 @@ def _format_of(path: Path, declared: str | None) -> str:
     fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
     if fmt is None:
         raise DataError(
-            f"cannot tell the format of {path.name!r} from its extension; set the source's "
-            f"format to one of {', '.join(sorted(set(_FORMATS.values())))}"
+            f"cannot tell the format of {shown(path.name, 60)} from its extension; set the "
+            f"source's format to one of {', '.join(sorted(set(_FORMATS.values())))}"
         )
     return fmt
 
@@ -93,6 +105,11 @@ def read_table(path: Path, fmt: str | None = None) -> Rows:
     """Rows of one local file (jsonl, json, csv, tsv or parquet) as plain Python values."""
     import pandas as pd
 
+    if path.is_dir():
+        raise DataError(f"data file {path} is a directory")
+    if path.exists() and not path.is_file():
+        # A device or FIFO (/dev/zero, a named pipe) would never end or block forever.
+        raise DataError(f"data file {path} is not a regular file")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     fmt = _format_of(path, fmt)
@@ -114,9 +131,12 @@ def read_table(path: Path, fmt: str | None = None) -> Rows:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"data file {path} is empty") from exc
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot read {path} as {fmt}: {first}") from exc
+    except Exception as exc:
+        # pandas and its codecs raise many unrelated types for one user error (ParserError,
+        # UnicodeDecodeError, BadGzipFile, EOFError, zlib.error, ArrowInvalid, zstandard's
+        # ZstdError, ImportError for a codec that is not installed); this call only reads the
+        # user's file.
+        raise DataError(f"cannot read {path} as {fmt}: {_reason(exc)}") from exc
     rows = [_plain(row) for row in frame.to_dict(orient="records")]
     if not rows:
         raise DataError(f"data file {path} has no rows")
@@ -125,6 +145,11 @@ def read_table(path: Path, fmt: str | None = None) -> Rows:
 
 def _open_text(path: Path) -> IO[str]:
     suffix = path.suffix.lower()
+    if suffix in (".zip", ".zst"):
+        raise DataError(
+            f"cannot read {path}: {suffix} compression is supported for csv and tsv only; use "
+            ".gz, .bz2 or .xz for json and jsonl"
+        )
     if suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     if suffix == ".bz2":
@@ -150,7 +175,15 @@ def _read_json_rows(path: Path, *, lines: bool) -> Rows:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 (byte {exc.start})") from exc
     except ValueError as exc:
-        raise DataError(f"cannot read {where} as {'jsonl' if lines else 'json'}: {exc}") from exc
+        raise DataError(
+            f"cannot read {where} as {'jsonl' if lines else 'json'}: {_reason(exc)}"
+        ) from exc
+    except RecursionError:
+        # json's decoder recurses once per level: 100,000 nested brackets exhaust the stack.
+        raise DataError(f"cannot read {where}: JSON nested too deeply") from None
+    except _DECOMPRESSION_ERRORS as exc:
+        reason = getattr(exc, "strerror", None) or _reason(exc)
+        raise DataError(f"cannot read {where}: {reason}") from exc
     if not rows:
         raise DataError(f"data file {path} is empty")
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
@@ -186,6 +219,16 @@ def _plain(row: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
+def local_files(source: Source, base_dir: Path | None = None) -> dict[str, Path]:
+    """The files of a local source by role (or ``"all"``); empty for other sources. Lets errors
+    about rows name the file they came from."""
+    if not isinstance(source, LocalSource):
+        return {}
+    if source.path is not None:
+        return {ALL: _resolve(source.path, base_dir)}
+    return {role: _resolve(path, base_dir) for role, path in source.splits.items()}
+
+
 def _read_local(source: LocalSource, base_dir: Path | None) -> dict[str, Rows]:
     if source.path is not None:
         return {ALL: read_table(_resolve(source.path, base_dir), source.format)}
@@ -205,14 +248,14 @@ def bigbench_task_dir(task: str) -> Path:
 
     parts = PurePosixPath(task).parts
     if not parts or task.startswith("/") or any(p in ("..", ".") for p in parts):
-        raise DataError(f"invalid BIG-bench task name {task!r}")
+        raise DataError(f"invalid BIG-bench task name {shown(task, 60)}")
     root = asset_dir("bigbench") / "benchmark_tasks"
     folder = root.joinpath(*parts)
     if not (folder / "task.json").is_file():
         known = sorted(p.name for p in root.iterdir() if (p / "task.json").is_file())
         raise DataError(
-            f"BIG-bench task {task!r} is not in the fetched bigbench asset (available: "
-            f"{', '.join(known)}); other tasks need an include rule in bench/assets.yaml"
+            f"BIG-bench task {shown(task, 60)} is not in the fetched bigbench asset (available: "
+            f"{listing(known, 5, 30)}); other tasks need an include rule in bench/assets.yaml"
         )
     return folder
 
@@ -239,7 +282,7 @@ def read_bigbench(source: BigBenchSource, task_dir: Path | None = None) -> Rows:
     folder = bigbench_task_dir(source.task) if task_dir is None else task_dir
     rows = _bigbench_rows(folder, subtask=None)
     if not rows:
-        raise DataError(f"BIG-bench task {source.task!r} has no examples")
+        raise DataError(f"BIG-bench task {shown(source.task, 60)} has no examples")
     if source.input_pattern is not None:
         _apply_pattern(rows, source.input_pattern, source.task)
     return rows
@@ -287,8 +330,8 @@ def _apply_pattern(rows: Rows, pattern: str, task: str) -> None:
     clash = sorted(set(regex.groupindex) & set(BIGBENCH_COLUMNS))
     if clash:
         raise DataError(
-            f"input_pattern of BIG-bench task {task!r} names group {clash[0]!r}, which is a "
-            "reserved column; rename the group"
+            f"input_pattern of BIG-bench task {shown(task, 60)} names group {shown(clash[0], 30)}, which "
+            "is a reserved column; rename the group"
         )
     failed: list[str] = []
     for row in rows:
@@ -299,11 +342,12 @@ def _apply_pattern(rows: Rows, pattern: str, task: str) -> None:
         for key, value in match.groupdict().items():
             row[key] = value.strip() if isinstance(value, str) else value
     if failed:
+        # The start of the input is what a pattern is usually written against.
         first = failed[0].strip()
-        shown = first if len(first) <= 80 else first[:77] + "..."
+        start = first if len(first) <= 80 else first[:77] + "..."
         raise DataError(
-            f"input_pattern of BIG-bench task {task!r} does not match {len(failed)} of "
-            f"{len(rows)} inputs; first: {shown!r}; fix the task's input_pattern"
+            f"input_pattern of BIG-bench task {shown(task, 60)} does not match {len(failed)} of "
+            f"{len(rows)} inputs; first: {start!r}; fix the task's input_pattern"
         )
 
 
@@ -314,7 +358,9 @@ def _load_json(path: Path) -> Any:
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+        raise DataError(f"{path} is not valid JSON: {_reason(exc)}") from exc
+    except RecursionError:
+        raise DataError(f"{path} is not usable JSON: nested too deeply") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -327,7 +373,9 @@ def read_vader(domain: str, folder: Path | None = None) -> Rows:
     The files are UTF-8 with CRLF line ends, one ``id<TAB>mean rating<TAB>text`` per line.
     """
     if domain not in VADER_FILES:
-        raise DataError(f"unknown VADER domain {domain!r}; known: {', '.join(VADER_FILES)}")
+        raise DataError(
+            f"unknown VADER domain {shown(domain, 30)}; known: {', '.join(VADER_FILES)}"
+        )
     if folder is None:
         from bench.assets import asset_dir
 
@@ -380,11 +428,11 @@ def _load_split(source: HubSource, path: str, split: str) -> Rows:
         ds = datasets.load_dataset(path, source.name, split=split, revision=source.revision)
         rows = [_plain(r) for r in ds.to_list()]
     except Exception as exc:  # datasets raises many unrelated types for one user error
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         where = path + (f" ({source.name})" if source.name else "")
         raise DataError(
-            f"cannot load dataset {where} split {split!r}: {type(exc).__name__}: {msg}"
+            f"cannot load dataset {where} split {shown(split, 40)}: {type(exc).__name__}: "
+            f"{_reason(exc)}"
         ) from exc
     if not rows:
-        raise DataError(f"dataset {path} split {split!r} has no rows")
+        raise DataError(f"dataset {path} split {shown(split, 40)} has no rows")
     return rows

@@ -1,0 +1,58 @@
+"""Output paths checked before any work: a report that cannot be written must fail in the first
+second, not after an hour of evaluation (the results would be in the store, but the user would
+have to find out why nothing was written and run again).
+
+The checks look at what exists: the path itself, and the nearest existing folder above it, which
+must accept a new file (tried with a temporary file, so read-only mounts, permissions and
+pseudo-filesystems all answer truthfully, even for root). Nothing is created but that probe.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+def _nearest_existing(path: Path) -> Path:
+    current = path.absolute()
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def _check_writable_folder(folder: Path, option: str, path: Path) -> None:
+    if not folder.is_dir():
+        raise BenchError(f"{option} {path}: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BenchError(
+            f"{option} {path}: cannot write in {folder} ({exc.strerror or exc})"
+        ) from None
+
+
+def check_output_file(path: Path, option: str) -> Path:
+    """``path`` if a file can be written there; a one-line BenchError naming ``option`` if not."""
+    if path.is_dir():
+        raise BenchError(f"{option} {path} is a directory; give a file name")
+    if path.exists():
+        if path.is_file() and not os.access(path, os.W_OK):
+            raise BenchError(f"{option} {path} is not writable")
+        if not path.is_file() and not path.is_char_device():
+            # A FIFO would block the write; /dev/null and /dev/stdout are fine.
+            raise BenchError(f"{option} {path} is not a regular file")
+        return path
+    _check_writable_folder(_nearest_existing(path.parent), option, path)
+    return path
+
+
+def check_output_dir(path: Path, option: str) -> Path:
+    """``path`` if it is, or can be created as, a writable folder; else a one-line BenchError."""
+    if path.exists() and not path.is_dir():
+        raise BenchError(f"{option} {path} is a file, not a folder")
+    _check_writable_folder(_nearest_existing(path), option, path)
+    return path
