@@ -32,6 +32,8 @@ assets_app = typer.Typer(help="Pinned offline assets (models, data) fetched from
 tasks_app = typer.Typer(help="Task definitions.")
 app.add_typer(assets_app, name="assets")
 app.add_typer(tasks_app, name="tasks")
+export_app = typer.Typer(help="Export models (ONNX) and results (per-example rows).")
+app.add_typer(export_app, name="export")
 
 DbOption = Annotated[
     Path | None,
@@ -763,6 +765,31 @@ def transfer(
         f"{result.trained} model(s) trained, {result.evaluated} evaluation(s) computed, "
         f"{result.seconds:.1f} s; wrote {', '.join(str(p) for p in written)}"
     )
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+@export_app.command("onnx")
+def export_onnx(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Classifier: local folder, hub id or NAME=PATH.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write (replaced if it exists).")],
+    quantize: Annotated[
+        str | None, typer.Option(help="int8: dynamic int8 quantisation of the weights.")
+    ] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the hub.")] = False,
+    progress: Annotated[bool, typer.Option(help="Say what was written.")] = True,
+) -> None:
+    """Export a fine-tuned classifier (with its tokenizer and labels) to ONNX, for
+    --backend onnx (or an onnx: model prefix)."""
+    from bench.backends.onnx import export_onnx as export
+
+    if quantize not in (None, "int8"):
+        raise BenchError(f"--quantize: unknown scheme {shown(quantize, 20)} (choose int8)")
+    spec = parse_model(model, {}, trust_remote_code)
+    _echo(str(export(spec, out, quantize, progress=progress)))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------- default

@@ -38,6 +38,7 @@ ModelType = Literal["classifier", "language_model"]
 # name -> "module:attribute", imported on first use so `bench --help` loads no backend.
 _BUILTIN: dict[str, str] = {
     "hf": "bench.backends.hf:HFBackend",
+    "onnx": "bench.backends.onnx:ONNXBackend",
 }
 _REGISTERED: dict[str, type[Backend]] = {}
 _INSTANCES: dict[str, Backend] = {}
