@@ -34,11 +34,25 @@ app.add_typer(assets_app, name="assets")
 app.add_typer(tasks_app, name="tasks")
 export_app = typer.Typer(help="Export models (ONNX) and results (per-example rows).")
 app.add_typer(export_app, name="export")
+runs_app = typer.Typer(help="Stored runs: list, show, remove.")
+app.add_typer(runs_app, name="runs")
 
 DbOption = Annotated[
     Path | None,
     typer.Option(
         "--db", help="Results database (SQLite). Default: $BENCH_DB or results/bench.sqlite."
+    ),
+]
+TaskOption = Annotated[
+    list[str], typer.Option("--task", "-t", help="Task name or YAML (repeatable).")
+]
+ModelOption = Annotated[
+    list[str],
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model: hub id, local folder, NAME=PATH, BACKEND:PATH, or a default model's name "
+        "(repeatable).",
     ),
 ]
 TasksDirOption = Annotated[
@@ -227,13 +241,8 @@ ConfidenceOption = Annotated[
 
 @app.command("run")
 def run(
-    task: Annotated[
-        list[str], typer.Option("--task", "-t", help="Task name or YAML (repeatable).")
-    ],
-    model: Annotated[
-        list[str],
-        typer.Option("--model", "-m", help="Model: hub id, local folder, NAME=PATH (repeatable)."),
-    ],
+    task: TaskOption,
+    model: ModelOption,
     split: Annotated[str, typer.Option(help="Split to evaluate: train, dev or test.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Starting batch size (halved on OOM).")] = 32,
     max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
@@ -395,13 +404,8 @@ def _attack_config(
 
 @app.command("attack")
 def attack(
-    task: Annotated[
-        list[str], typer.Option("--task", "-t", help="Task name or YAML (repeatable).")
-    ],
-    model: Annotated[
-        list[str],
-        typer.Option("--model", "-m", help="Model: hub id, local folder, NAME=PATH (repeatable)."),
-    ],
+    task: TaskOption,
+    model: ModelOption,
     suite: SuiteOption = None,
     split: Annotated[str, typer.Option(help="Split to attack: train, dev or test.")] = "test",
     limit: Annotated[
@@ -510,9 +514,9 @@ def finetune(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Fine-tune a sequence classifier on the train split of one or more tasks (seeded)."""
-    from bench.defaults import finetune_on_tasks
     from bench.finetune import FinetuneConfig
     from bench.paths import check_output_dir
+    from bench.training import finetune_on_tasks
 
     if lora_r is None and (lora_alpha != 16 or lora_dropout != 0.1):
         # Otherwise they would be ignored and the run would quietly train every weight.
@@ -790,6 +794,276 @@ def export_onnx(
         raise BenchError(f"--quantize: unknown scheme {shown(quantize, 20)} (choose int8)")
     spec = parse_model(model, {}, trust_remote_code)
     _echo(str(export(spec, out, quantize, progress=progress)))  # type: ignore[arg-type]
+
+
+@export_app.command("rows")
+def export_rows(
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    run_key: Annotated[
+        list[str] | None, typer.Option("--run", help="Run key or unique prefix (repeatable).")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name.")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Task name.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, csv or parquet.")] = "jsonl",
+    db: DbOption = None,
+) -> None:
+    """Write the per-example rows of runs (every prediction, prompt or attacked example, with its
+    run's key, model, task and column): named by --run, or the latest runs of --model on each
+    --task."""
+    from bench.api import run_rows_frame
+    from bench.paths import check_output_file
+    from bench.store import open_store
+
+    formats = ("jsonl", "csv", "parquet")
+    if fmt not in formats:
+        raise BenchError(
+            f"--format: unknown format {shown(fmt, 30)} (choose from jsonl, csv, parquet)"
+        )
+    if not run_key and model is None:
+        raise BenchError("name runs with --run KEY, or a --model (and optionally --task)")
+    check_output_file(out, "--out")
+    with open_store(db) as store:
+        if run_key:
+            records = [_find_run(store, k) for k in run_key]
+        else:
+            records = [
+                r
+                for r in store.latest_complete(kinds=("eval", "prompt", "attack"), model=model)
+                if not task or r.task in task
+            ]
+        frames = [f for f in (run_rows_frame(store, r) for r in records) if f is not None]
+    if not frames:
+        raise BenchError("no stored run with per-example rows matches (summaries have none)")
+    import pandas as pd
+
+    frame = pd.concat(frames, ignore_index=True)
+    try:
+        if fmt == "jsonl":
+            frame.to_json(out, orient="records", lines=True, force_ascii=False)
+        elif fmt == "csv":
+            frame.to_csv(out, index=False)
+        else:
+            frame.to_parquet(out, index=False)
+    except OSError as exc:
+        raise BenchError(f"--out {out}: {exc.strerror or exc}") from None
+    _echo(f"{len(frame)} rows of {len(frames)} run(s) written to {out}")
+
+
+# -------------------------------------------------------------------------------------------- runs
+
+
+def _find_run(store: Any, key: str) -> Any:
+    """A run by key or unique prefix (at least 6 characters)."""
+    if len(key) < 6:
+        raise BenchError(f"run key {shown(key, 30)} is too short; give at least 6 characters")
+    found = [r for r in store.runs(status=None) if r.run_key.startswith(key)]
+    if not found:
+        raise BenchError(f"no run {shown(key, 30)} in {store.path}")
+    if len(found) > 1:
+        raise BenchError(f"run key {shown(key, 30)} matches {len(found)} runs; give more of it")
+    return found[0]
+
+
+_HEADLINE = {"attack": "accuracy_under_attack", "suite": "accuracy_under_attack"}
+
+
+@runs_app.command("list")
+def runs_list(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Runs asked for under this name.")
+    ] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Task name.")] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="eval, prompt, prompt_set, attack or suite (repeatable)."),
+    ] = None,
+    status: Annotated[str, typer.Option(help="complete, running, failed or all.")] = "all",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
+    db: DbOption = None,
+) -> None:
+    """One line per stored run: key, kind, model, task, column, n, status and its headline
+    figure (accuracy, or accuracy under attack) with its CI."""
+    import json
+
+    from bench.engine import run_metrics
+    from bench.store import open_store
+
+    statuses = ("complete", "running", "failed", "all")
+    if status not in statuses:
+        raise BenchError(f"--status: choose from {', '.join(statuses)}, not {shown(status, 20)}")
+    if fmt not in ("markdown", "json"):
+        raise BenchError(f"--format: choose markdown or json, not {shown(fmt, 20)}")
+    kinds = ("eval", "prompt", "prompt_set", "attack", "suite")
+    bad = [k for k in kind or [] if k not in kinds]
+    if bad:
+        raise BenchError(
+            f"--kind: unknown kind {shown(bad[0], 20)} (choose from {', '.join(kinds)})"
+        )
+    rows: list[dict[str, Any]] = []
+    with open_store(db) as store:
+        records = store.runs(
+            None if status == "all" else status, kinds=kind or None, model=model, task=task
+        )
+        for r in records:
+            figure = None
+            if r.status == "complete":
+                name = _HEADLINE.get(r.kind, "accuracy")
+                figure = run_metrics(store, r).get(name)
+            rows.append(
+                {
+                    "run_key": r.run_key,
+                    "kind": r.kind,
+                    "model": ", ".join(store.names(r.run_key)) if model is None else r.model,
+                    "task": r.task,
+                    "column": r.column,
+                    "split": r.split,
+                    "n": r.n_examples,
+                    "status": r.status,
+                    "backend": r.backend,
+                    "value": figure.value if figure else None,
+                    "low": figure.low if figure else None,
+                    "high": figure.high if figure else None,
+                    "finished_at": r.finished_at,
+                }
+            )
+    if fmt == "json":
+        _echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        _echo("no runs match")
+        return
+    lines = [
+        "| run | kind | model | task | column | n | status | figure [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cell = "—"
+        if row["value"] is not None:
+            cell = f"{row['value']:.3f}"
+            if row["low"] is not None:
+                cell += f" [{row['low']:.3f}, {row['high']:.3f}]"
+        lines.append(
+            f"| {row['run_key']} | {row['kind']} | {_md(row['model'])} | {_md(row['task'])} | "
+            f"{_md(row['column']) or '—'} | {row['n']} | {row['status']} | {cell} |"
+        )
+    _echo("\n".join(lines))
+
+
+def _md(text: str) -> str:
+    return text.replace("|", r"\|").replace("<", r"\<")
+
+
+@runs_app.command("show")
+def runs_show(
+    key: Annotated[str, typer.Argument(help="Run key or unique prefix.")],
+    db: DbOption = None,
+) -> None:
+    """Everything stored about one run: record, settings, names, members, error, metrics."""
+    import json
+
+    from bench.engine import run_metrics
+    from bench.store import open_store
+
+    with open_store(db) as store:
+        r = _find_run(store, key)
+        metrics = run_metrics(store, r) if r.status == "complete" else {}
+        info = {
+            "run_key": r.run_key,
+            "kind": r.kind,
+            "status": r.status,
+            "error": r.error,
+            "names": store.names(r.run_key),
+            "task": r.task,
+            "task_version": r.task_version,
+            "task_hash": r.task_hash,
+            "column": r.column,
+            "split": r.split,
+            "n_examples": r.n_examples,
+            "model_path": r.model_path,
+            "model_hash": r.model_hash,
+            "backend": r.backend,
+            "profile_hash": r.profile_hash,
+            "label_names": r.label_names,
+            "label_mapping": r.label_mapping,
+            "config": r.config.to_json(),
+            "members": list(r.members),
+            "summarised_by": store.summaries_of(r.run_key),
+            "harness_version": r.harness_version,
+            "versions": r.versions,
+            "created_at": r.created_at,
+            "finished_at": r.finished_at,
+            "compute_s": r.compute_s,
+            "metrics": {
+                n: {"value": m.value, "low": m.low, "high": m.high} for n, m in metrics.items()
+            },
+        }
+    _echo(json.dumps(info, indent=2, ensure_ascii=False))
+
+
+@runs_app.command("rm")
+def runs_rm(
+    keys: Annotated[list[str], typer.Argument(help="Run keys or unique prefixes.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really remove them.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Remove runs with their rows and metrics (and the summaries that include them). Asks for
+    --yes: nothing is removed without it."""
+    from bench.store import open_store
+
+    with open_store(db) as store:
+        chosen = {_find_run(store, k).run_key for k in keys}
+        # A suite or prompt set summarising a removed run would describe rows that are gone.
+        summaries = {s for k in chosen for s in store.summaries_of(k)} - chosen
+        doomed = sorted(chosen | summaries)
+        if not yes:
+            extra = f" and {len(summaries)} summary run(s) that include them" if summaries else ""
+            raise BenchError(
+                f"this would remove {len(chosen)} run(s){extra}; pass --yes to remove them"
+            )
+        removed = store.delete_runs(doomed)
+    _echo(f"removed {removed} run(s): {', '.join(doomed)}")
+
+
+# ----------------------------------------------------------------------------------------- compare
+
+
+@app.command("compare")
+def compare(
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="Baseline, then candidate (two names).")
+    ],
+    task: Annotated[list[str], typer.Option("--task", "-t", help="Task name (repeatable).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+    confidence: ConfidenceOption = 0.95,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    db: DbOption = None,
+) -> None:
+    """Two models on the same examples, from stored runs: per task, both accuracies, the
+    difference with a paired bootstrap CI and p-value, and McNemar's exact/chi-square test."""
+    import json
+
+    from bench.compare import as_dict, compare_runs, latest_run, markdown
+    from bench.store import open_store
+
+    if len(model) != 2:
+        raise BenchError(f"--model: give exactly two (baseline, candidate), not {len(model)}")
+    if fmt not in ("markdown", "json"):
+        raise BenchError(f"--format: choose markdown or json, not {shown(fmt, 20)}")
+    settings = _metric_settings(n_bootstrap, confidence, seed)
+    if settings.n_bootstrap < 1:
+        raise BenchError("--n-bootstrap: a paired comparison needs at least 1 resample")
+    with open_store(db) as store:
+        results = []
+        for name in task:
+            kinds = ("eval", "prompt", "attack")
+            a = latest_run(store, model[0], name, kinds)
+            b = latest_run(store, model[1], name, kinds)
+            results.append(compare_runs(store, a, b, settings))
+    if fmt == "json":
+        _echo(json.dumps([as_dict(c) for c in results], indent=2))
+    else:
+        _echo(markdown(results, settings.confidence))
 
 
 # ----------------------------------------------------------------------------------------- default

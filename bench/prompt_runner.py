@@ -20,8 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from bench._version import __version__
-from bench.engine import Engine, RunOutcome, RunPlan, WorkUnit, library_versions
+from bench.engine import Engine, EngineClient, RunOutcome, RunPlan, WorkUnit, new_plan
 from bench.errors import BenchError, ModelError, SpecError
 from bench.prompts import PromptRequest, build_request, extract_answer, prompt_spec
 from bench.records import (
@@ -32,7 +31,7 @@ from bench.records import (
     RunRecord,
 )
 from bench.specs import ModelSpec, PromptConfig, canonical_json, sha256_text
-from bench.store import PROMPT_TABLE, ResultStore, run_key
+from bench.store import PROMPT_TABLE, ResultStore
 from bench.tasks.examples import Example, TaskData
 from bench.tasks.loading import sample_examples
 
@@ -216,24 +215,13 @@ def _load_settings(config: PromptConfig, nli: bool) -> LoadSettings:
 
 
 @dataclass
-class PromptRunner:
+class PromptRunner(EngineClient):
     """Poses tasks to models as prompts, loading each model at most once."""
 
     store: ResultStore
     config: PromptConfig = field(default_factory=PromptConfig)
     progress: bool = True
     engine: Engine | None = None
-
-    def __post_init__(self) -> None:
-        if self.engine is None:
-            self.engine = Engine(
-                self.store, progress=self.progress, metric_settings=self.config.metric_settings()
-            )
-
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
 
     # ---------------------------------------------------------------------------------------------
     # Planning
@@ -300,16 +288,6 @@ class PromptRunner:
             **self.config.identity(),
             **pool.key_settings(model, _load_settings(self.config, nli)),
         }
-        key = run_key(
-            {
-                "kind": "prompt",
-                "task": planned.task.data_hash,
-                "prompt": planned.identity,
-                "model": identity.key(),
-                "config": answers,
-                "harness": __version__,
-            }
-        )
         task = planned.task
         config = PromptRunConfig(
             **answers,
@@ -321,30 +299,19 @@ class PromptRunner:
             adapter="nli" if nli else "causal",
             task_kind=task.spec.kind,
         )
-        record = RunRecord(
-            run_key=key,
-            kind="prompt",
-            task=task.spec.name,
-            task_version=task.spec.version,
-            task_hash=task.data_hash,
-            model=model.name,
-            model_path=model.path,
-            model_hash=identity.hash,
-            config=config,
-            split=self.config.split,
-            n_examples=len(planned.examples),
-            label_names=list(task.spec.labels),
-            label_mapping={},
-            seed=self.config.seed,
-            harness_version=__version__,
-            versions=library_versions(),
+        return new_plan(
+            PROMPT,
+            {"prompt": planned.identity, "config": answers},
+            task,
+            model,
+            identity,
+            planned.examples,
+            config,
+            f"{task.spec.name} · {model.name} · {planned.column}",
+            _Detail(planned, self.config),
             column=planned.column,
             profile_hash=sha256_text(canonical_json(planned.identity))[:12],
-            backend=identity.backend,
         )
-        label = f"{task.spec.name} · {model.name} · {planned.column}"
-        detail = _Detail(planned, self.config)
-        return RunPlan(PROMPT, key, task, model, identity, planned.examples, record, label, detail)
 
     def key_for(self, planned: PlannedPrompt, model: ModelSpec) -> str:
         return self.run_plan(planned, model).key

@@ -76,24 +76,24 @@ class EvalRunConfig(RunConfig):
     metrics: list[str] = Field(default_factory=lambda: ["accuracy", "macro_f1", "ece"])
 
 
-class PromptRunConfig(RunConfig):
+class PromptedConfig(RunConfig):
+    """What prompted runs and their sets share: shots, adapter, task kind, chat formatting."""
+
+    k: int = 0
+    adapter: str = "causal"
+    task_kind: str = "classification"
+    chat_template: bool = True
+    chat_template_used: bool = False
+
+
+class PromptRunConfig(PromptedConfig):
     kind: ClassVar[str] = "prompt"
-    k: int = 0
     template: int = 1
-    adapter: str = "causal"
-    task_kind: str = "classification"
-    chat_template: bool = True
-    chat_template_used: bool = False
 
 
-class PromptSetRunConfig(RunConfig):
+class PromptSetRunConfig(PromptedConfig):
     kind: ClassVar[str] = "prompt_set"
-    k: int = 0
     templates: list[int] = Field(default_factory=list)
-    adapter: str = "causal"
-    task_kind: str = "classification"
-    chat_template: bool = True
-    chat_template_used: bool = False
 
 
 class AttackRunConfig(RunConfig):

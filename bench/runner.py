@@ -12,11 +12,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from bench._version import __version__
-from bench.engine import Engine, RunOutcome, RunPlan, WorkUnit, library_versions
+from bench.engine import Engine, EngineClient, RunOutcome, RunPlan, WorkUnit, new_plan
 from bench.records import EvalRunConfig, MetricSettings, PredictionRow, RunRecord
 from bench.specs import EvalConfig, ModelSpec
-from bench.store import PREDICTION_TABLE, ResultStore, run_key
+from bench.store import PREDICTION_TABLE, ResultStore
 from bench.tasks.examples import TaskData
 from bench.tasks.loading import sample_examples
 
@@ -128,7 +127,7 @@ def _load_settings(config: EvalConfig) -> Any:
 
 
 @dataclass
-class Evaluator:
+class Evaluator(EngineClient):
     """Plans and runs evaluations; each model is loaded at most once and only when something
     must be computed (through the engine's model pool)."""
 
@@ -136,17 +135,6 @@ class Evaluator:
     config: EvalConfig = field(default_factory=EvalConfig)
     progress: bool = True
     engine: Engine | None = None
-
-    def __post_init__(self) -> None:
-        if self.engine is None:
-            self.engine = Engine(
-                self.store, progress=self.progress, metric_settings=self.config.metric_settings()
-            )
-
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
 
     def plan(self, task: TaskData, model: ModelSpec) -> RunPlan:
         """The run of ``model`` on ``task`` under this evaluator's settings; nothing is loaded
@@ -158,16 +146,6 @@ class Evaluator:
             **self.config.identity(),
             **pool.key_settings(model, _load_settings(self.config)),
         }
-        key = run_key(
-            {
-                "kind": "eval",
-                "task": task.data_hash,
-                "model": identity.key(),
-                "label_map": dict(sorted(model.label_map.items())),
-                "config": prediction,
-                "harness": __version__,
-            }
-        )
         examples = sample_examples(
             task.split(self.config.split), self.config.limit, self.config.seed
         )
@@ -178,27 +156,9 @@ class Evaluator:
             n_bootstrap=self.config.n_bootstrap,
             metrics=list(task.spec.metrics),
         )
-        record = RunRecord(
-            run_key=key,
-            kind="eval",
-            task=task.spec.name,
-            task_version=task.spec.version,
-            task_hash=task.data_hash,
-            model=model.name,
-            model_path=model.path,
-            model_hash=identity.hash,
-            config=config,
-            split=self.config.split,
-            n_examples=len(examples),
-            label_names=list(task.spec.labels),
-            label_mapping={},
-            seed=self.config.seed,
-            harness_version=__version__,
-            versions=library_versions(),
-            backend=identity.backend,
-        )
+        parts = {"label_map": dict(sorted(model.label_map.items())), "config": prediction}
         label = f"{task.spec.name} · {model.name}"
-        return RunPlan(EVAL, key, task, model, identity, examples, record, label, self.config)
+        return new_plan(EVAL, parts, task, model, identity, examples, config, label, self.config)
 
     def key_for(self, task: TaskData, model: ModelSpec) -> str:
         return self.plan(task, model).key

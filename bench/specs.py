@@ -759,64 +759,20 @@ class ModelSpec(Spec):
         }
 
 
-class EvalConfig(Spec):
-    """How a task is evaluated. Only fields that change predictions enter the run identity;
-    the bootstrap settings (``n_bootstrap``, ``confidence`` and ``seed`` as the bootstrap seed)
-    only change metrics, which are recomputed from stored predictions."""
+class RunSettings(Spec):
+    """What evaluation and prompting settings share: the split, a seeded sample, the bootstrap
+    and where the model runs. Only fields that change predictions enter a run's identity; the
+    bootstrap settings (``n_bootstrap``, ``confidence``, and ``seed`` as the bootstrap seed)
+    change metrics only, which are recomputed from stored rows."""
 
     split: Role = "test"
-    max_length: int = Field(default=256, gt=0)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     limit: int | None = Field(default=None, gt=0)
-    n_bootstrap: int = Field(default=1000, ge=0)
-    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     # Seeds the --limit sample (part of the identity only when there is one) and the bootstrap.
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
-    # Performance knobs: recorded with the run, excluded from its identity.
-    batch_size: int = Field(default=32, gt=0)
-    device: str = "auto"
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        # Syntax only, so a typo is refused before a model is loaded; availability is the
-        # adapter's to check.
-        return check_device(value)
-
-    def identity(self) -> dict[str, Any]:
-        ident = self.model_dump(
-            mode="json", exclude={"batch_size", "device", "n_bootstrap", "confidence", "seed"}
-        )
-        if self.limit is not None:
-            ident["sample_seed"] = self.seed
-        return ident
-
-    def metric_settings(self) -> Any:
-        from bench.records import MetricSettings
-
-        return MetricSettings(
-            n_bootstrap=self.n_bootstrap, confidence=self.confidence, seed=self.seed
-        )
-
-
-class PromptConfig(Spec):
-    """How tasks are posed as prompts. Only fields that can change the answers enter the run
-    identity (the bootstrap settings change metrics only, recomputed from stored answers)."""
-
-    split: Role = "test"
-    limit: int | None = Field(default=None, gt=0)
-    # Sampling of evaluated examples (--limit) and bootstrap CIs; few-shot draws have their own
-    # seed in the task's prompt spec.
-    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     n_bootstrap: int = Field(default=1000, ge=0)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    # Tokens a model sees (left-truncated); default: the model's own limit.
-    max_length: int | None = Field(default=None, gt=0)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    # Wrap prompts in the model's chat template when it has one.
-    chat_template: bool = True
-    # Performance knobs: recorded with the run, excluded from its identity.
-    batch_size: int = Field(default=8, gt=0)
+    # Performance knob: recorded with the run, excluded from its identity.
     device: str = "auto"
 
     @field_validator("device")
@@ -840,3 +796,23 @@ class PromptConfig(Spec):
         return MetricSettings(
             n_bootstrap=self.n_bootstrap, confidence=self.confidence, seed=self.seed
         )
+
+
+class EvalConfig(RunSettings):
+    """How a task is evaluated (see ``RunSettings``)."""
+
+    max_length: int = Field(default=256, gt=0)
+    # Performance knob: recorded with the run, excluded from its identity.
+    batch_size: int = Field(default=32, gt=0)
+
+
+class PromptConfig(RunSettings):
+    """How tasks are posed as prompts (see ``RunSettings``); few-shot draws have their own seed
+    in the task's prompt spec."""
+
+    # Tokens a model sees (left-truncated); default: the model's own limit.
+    max_length: int | None = Field(default=None, gt=0)
+    # Wrap prompts in the model's chat template when it has one.
+    chat_template: bool = True
+    # Performance knob: recorded with the run, excluded from its identity.
+    batch_size: int = Field(default=8, gt=0)

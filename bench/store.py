@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
+# Stores up to this size are integrity-checked when opened (about 0.1 s per 10 MB).
+_CHECKED_SIZE = 256 << 20
 APP_ID = "nlp-bench"
 DB_ENV = "BENCH_DB"
 DEFAULT_DB = Path("results") / "bench.sqlite"
@@ -503,12 +506,15 @@ class ResultStore:
                 "table); use another --db"
             )
         version = self._schema_version(tables)
+        self._check_integrity()
+        if version == SCHEMA_VERSION:
+            self._check_tables(tables)
         if self.readonly:
             if version != SCHEMA_VERSION:
                 raise BenchError(
-                    f"results database {self.path} has schema {version}; open it once for "
-                    f"writing (e.g. `bench runs list --db {self.path} --migrate`) to migrate it "
-                    f"to {SCHEMA_VERSION}"
+                    f"results database {self.path} is read-only and has schema {version}; "
+                    f"migrate a writable copy to schema {SCHEMA_VERSION} first (any bench "
+                    "command that opens it migrates it)"
                 )
             conn.execute("PRAGMA foreign_keys=ON")
             return
@@ -532,6 +538,37 @@ class ResultStore:
                 f"knows ({SCHEMA_VERSION}); upgrade nlp-bench or use another --db"
             )
         conn.execute("PRAGMA foreign_keys=ON")
+
+    def _check_integrity(self) -> None:
+        """Damaged pages behind a valid header surface only in a later query (after a model has
+        loaded, say): look for them now, on stores small enough to check in well under a
+        second."""
+        if self.path.is_file() and self.path.stat().st_size <= _CHECKED_SIZE:
+            result = self._conn.execute("PRAGMA quick_check(1)").fetchone()
+            if result is None or result[0] != "ok":
+                shown = str(result[0] if result else "no answer")[:80]
+                raise BenchError(
+                    f"results database {self.path} is damaged ({shown}); restore a backup or use "
+                    "another --db"
+                )
+
+    def _check_tables(self, tables: set[str]) -> None:
+        """A store claiming the current schema has every table and column of it."""
+        missing = [t for t in _TABLES if t not in tables]
+        if missing:
+            raise BenchError(
+                f"results database {self.path} lacks table {missing[0]} of schema "
+                f"{SCHEMA_VERSION}; use another --db"
+            )
+        for table, sql in _TABLES.items():
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            wanted = set(re.findall(r"^\s+([a-z_]+) [A-Z]+", sql, re.MULTILINE))
+            lacking = sorted(wanted - have)
+            if lacking:
+                raise BenchError(
+                    f"results database {self.path}: table {table} lacks column {lacking[0]} of "
+                    f"schema {SCHEMA_VERSION}; use another --db"
+                )
 
     def _schema_version(self, tables: set[str]) -> int | None:
         if not tables:

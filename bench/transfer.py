@@ -282,7 +282,7 @@ def _check_tasks(spec: TransferSpec, datas: dict[str, TaskData]) -> list[str]:
 
 
 def _model_dir(spec: TransferSpec, data: TaskData, labels: list[str], seed: int) -> Path:
-    from bench.defaults import _models_root
+    from bench.training import models_root
 
     key = sha256_text(
         canonical_json(
@@ -296,7 +296,7 @@ def _model_dir(spec: TransferSpec, data: TaskData, labels: list[str], seed: int)
             }
         )
     )[:12]
-    return _models_root() / "transfer" / f"{Path(spec.base).name}-{data.spec.name}-s{seed}-{key}"
+    return models_root() / "transfer" / f"{Path(spec.base).name}-{data.spec.name}-s{seed}-{key}"
 
 
 def run_transfer(
@@ -309,11 +309,11 @@ def run_transfer(
     """Train what is missing, evaluate what is missing, and compute the matrix and gaps."""
     import numpy as np
 
-    from bench.defaults import train_on
     from bench.finetune import CARD_NAME, FinetuneConfig
     from bench.runner import Evaluator
     from bench.specs import EvalConfig, ModelSpec
     from bench.tasks import get_task, load_task_data
+    from bench.training import train_on
 
     started = time.perf_counter()
     loaded = {}

@@ -106,10 +106,10 @@ def default_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     48) trained into a temporary folder: real MiniLM classifiers, in about a minute on 2 cores."""
     import dataclasses
 
-    from bench import assets, defaults
+    from bench import assets, defaults, training
     from bench.tasks import get_task, load_task_data
 
-    assets.fetch([defaults.BASE_ASSET, "bigbench", "vader"], progress=False)
+    assets.fetch([training.BASE_ASSET, "bigbench", "vader"], progress=False)
     out: dict[str, Path] = {}
     for name, model in defaults.DEFAULT_MODELS.items():
         trained = defaults.trained_model_dir(model)
@@ -121,8 +121,8 @@ def default_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
         datas = [load_task_data(get_task(t).spec, get_task(t).base_dir) for t in model.train_tasks]
         folder = tmp_path_factory.mktemp("default-models") / name
-        out[name] = defaults.train_on(
-            datas, small.labels, defaults.BASE_ASSET, folder,
+        out[name] = training.train_on(
+            datas, small.labels, training.BASE_ASSET, folder,
             _finetune_config(small.recipe), small.max_train_per_task, False,
         )  # fmt: skip
     return out

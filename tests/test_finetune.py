@@ -296,7 +296,7 @@ def _task_data(name: str, splits: dict[str, Data]) -> Any:
 def test_train_on_uses_dev_splits_and_refuses_a_task_without_one(
     tiny_base_dir: Path, tmp_path: Path
 ) -> None:
-    from bench.defaults import train_on
+    from bench.training import train_on
 
     config = dataclasses.replace(CONFIG, epochs=3, early_stopping_patience=1)
     with_dev = _task_data("with_dev", {"train": toy_data(32, 0), "dev": toy_data(16, 1)})

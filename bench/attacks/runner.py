@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench._version import __version__
 from bench.attacks.specs import AttackConfig, AttackSpec, SuiteSpec
-from bench.engine import Engine, RunOutcome, RunPlan, WorkUnit, library_versions
+from bench.engine import Engine, EngineClient, RunOutcome, RunPlan, WorkUnit, new_plan
 from bench.errors import BenchError, SpecError
 from bench.metrics import ATTACK_METRICS, SUITE_METRICS
 from bench.records import AttackRow, AttackRunConfig, MetricSettings, RunRecord, SuiteRunConfig
 from bench.specs import ModelSpec, canonical_json, sha256_text
-from bench.store import ATTACK_TABLE, ResultStore, run_key
+from bench.store import ATTACK_TABLE, ResultStore
 from bench.tasks.examples import Example, TaskData
 from bench.tasks.loading import sample_examples
 
@@ -226,7 +225,7 @@ SUITE = SuiteKind()
 
 
 @dataclass
-class AttackRunner:
+class AttackRunner(EngineClient):
     """Runs attack suites; loads each model at most once and only when something must be run."""
 
     store: ResultStore
@@ -246,17 +245,6 @@ class AttackRunner:
     _queries: dict[tuple[Any, ...], ModelQuery] = field(
         default_factory=dict, init=False, repr=False
     )
-
-    def __post_init__(self) -> None:
-        if self.engine is None:
-            self.engine = Engine(
-                self.store, progress=self.progress, metric_settings=self.config.metric_settings()
-            )
-
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
 
     # -- planning (no model loaded, nothing computed) --------------------------------------
 
@@ -327,17 +315,6 @@ class AttackRunner:
         pool = self._engine.models
         identity = pool.identity(model)
         outcomes = {**self.config.identity(), **pool.key_settings(model, self.load_settings())}
-        key = run_key(
-            {
-                "kind": "attack",
-                "task": task.data_hash,
-                "model": identity.key(),
-                "label_map": dict(sorted(model.label_map.items())),
-                "profile": attack.profile,
-                "config": outcomes,
-                "harness": __version__,
-            }
-        )
         examples = sample_examples(
             task.split(self.config.split), self.config.limit, self.config.seed
         )
@@ -351,30 +328,25 @@ class AttackRunner:
             variant=attack.resolved.display_name,
             profile=attack.profile,
         )
-        record = RunRecord(
-            run_key=key,
-            kind="attack",
-            task=task.spec.name,
-            task_version=task.spec.version,
-            task_hash=task.data_hash,
-            model=model.name,
-            model_path=model.path,
-            model_hash=identity.hash,
-            config=config,
-            split=self.config.split,
-            n_examples=len(examples),
-            label_names=list(task.spec.labels),
-            label_mapping={},
-            seed=self.config.seed,
-            harness_version=__version__,
-            versions={**library_versions(), **_attack_versions()},
+        parts = {
+            "label_map": dict(sorted(model.label_map.items())),
+            "profile": attack.profile,
+            "config": outcomes,
+        }
+        return new_plan(
+            ATTACK,
+            parts,
+            task,
+            model,
+            identity,
+            examples,
+            config,
+            f"{task.spec.name} · {attack.column}",
+            _Detail(attack, self),
             column=attack.column,
             profile_hash=attack.profile_hash,
-            backend=identity.backend,
+            versions=_attack_versions(),
         )
-        label = f"{task.spec.name} · {attack.column}"
-        detail = _Detail(attack, self)
-        return RunPlan(ATTACK, key, task, model, identity, examples, record, label, detail)
 
     def key_for(self, task: TaskData, model: ModelSpec, attack: PlannedAttack) -> str:
         return self.run_plan(task, model, attack).key

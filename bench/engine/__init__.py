@@ -5,7 +5,7 @@
 ``run_metrics`` gives any stored run's metrics under any metric settings, from its rows.
 """
 
-from bench.engine.controller import Engine, library_versions, run_metrics
+from bench.engine.controller import Engine, EngineClient, library_versions, run_metrics
 from bench.engine.kinds import (
     RunKind,
     RunOutcome,
@@ -13,11 +13,13 @@ from bench.engine.kinds import (
     SummaryKind,
     WorkUnit,
     get_kind,
+    new_plan,
     register_kind,
 )
 
 __all__ = [
     "Engine",
+    "EngineClient",
     "RunKind",
     "RunOutcome",
     "RunPlan",
@@ -25,6 +27,7 @@ __all__ = [
     "WorkUnit",
     "get_kind",
     "library_versions",
+    "new_plan",
     "register_kind",
     "run_metrics",
 ]

@@ -158,3 +158,25 @@ class Engine:
         record = self.store.begin_run(replace(record, members=tuple(keys), model=name))
         final = self._finish(record)
         return RunOutcome(final, run_metrics(self.store, final, self.metric_settings), False)
+
+
+class EngineClient:
+    """For the planners (``Evaluator``, ``PromptRunner``, ``AttackRunner``): dataclasses with
+    ``store``, ``config``, ``progress`` and an optional shared ``engine``; without one, they get
+    their own, with the config's metric settings."""
+
+    store: ResultStore
+    config: Any
+    progress: bool
+    engine: Engine | None
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = Engine(
+                self.store, progress=self.progress, metric_settings=self.config.metric_settings()
+            )
+
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine

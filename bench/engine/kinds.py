@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from bench.backends import ModelIdentity, ModelPool
     from bench.metrics import MetricValue
-    from bench.records import MetricSettings, RunRecord, StoredMetric
+    from bench.records import MetricSettings, RunConfig, RunRecord, StoredMetric
     from bench.specs import ModelSpec
     from bench.store import ResultStore, RowTable
     from bench.tasks.examples import Example, TaskData
@@ -123,6 +123,61 @@ class SummaryKind(Protocol):
         self, store: ResultStore, record: RunRecord, settings: MetricSettings
     ) -> dict[str, MetricValue]:
         """Metrics from the members' stored rows."""
+
+
+def new_plan(
+    kind: RunKind,
+    parts: dict[str, Any],
+    task: TaskData,
+    model: ModelSpec,
+    identity: ModelIdentity,
+    examples: list[Example],
+    config: RunConfig,
+    label: str,
+    detail: Any = None,
+    *,
+    column: str = "",
+    profile_hash: str | None = None,
+    versions: dict[str, str] | None = None,
+) -> RunPlan:
+    """A run plan with its key and record: the key hashes the kind, the task data, the model's
+    identity, ``parts`` (everything else that changes the run's rows) and the harness version."""
+    from bench._version import __version__
+    from bench.engine.controller import library_versions
+    from bench.records import RunRecord
+    from bench.store import run_key
+
+    key = run_key(
+        {
+            "kind": kind.name,
+            "task": task.data_hash,
+            "model": identity.key(),
+            **parts,
+            "harness": __version__,
+        }
+    )
+    record = RunRecord(
+        run_key=key,
+        kind=kind.name,
+        task=task.spec.name,
+        task_version=task.spec.version,
+        task_hash=task.data_hash,
+        model=model.name,
+        model_path=model.path,
+        model_hash=identity.hash,
+        config=config,
+        split=config.split,
+        n_examples=len(examples),
+        label_names=list(task.spec.labels),
+        label_mapping={},
+        seed=config.seed,
+        harness_version=__version__,
+        versions={**library_versions(), **(versions or {})},
+        column=column,
+        profile_hash=profile_hash,
+        backend=identity.backend,
+    )
+    return RunPlan(kind, key, task, model, identity, examples, record, label, detail)
 
 
 # Run kinds by name, for recomputing metrics of any stored run: built-ins imported on use.

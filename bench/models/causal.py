@@ -27,7 +27,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import ModelError
@@ -37,7 +36,6 @@ from bench.models.hf_loading import (
     check_local_folder,
     hub_options,
     limited_length,
-    load_error,
     load_tokenizer,
     load_weights,
     read_config,
@@ -209,10 +207,6 @@ class CausalLM:
         return cls.load(
             spec.path, device=device, dtype=dtype, max_length=max_length, **spec.load_options()
         )
-
-    @staticmethod
-    def _load_error(path: str, folder: Path | None, exc: BaseException) -> ModelError:
-        return load_error(path, folder, exc, "a causal language model")
 
     # ---------------------------------------------------------------------------------------------
     # Properties
@@ -566,8 +560,11 @@ def choose(logliks: Sequence[float], texts: Sequence[str]) -> tuple[int, int]:
     """(argmax loglikelihood, argmax loglikelihood per character of ``texts``); ties go to the
     lowest index.
 
-    lm-evaluation-harness normalises by UTF-8 bytes; characters rank ASCII answers the same way
-    and do not penalise other scripts for their encoding.
+    This is lm-evaluation-harness's ``acc_norm`` (0.4.x): the loglikelihood divided by the
+    answer's length in characters, the answer without the delimiter that precedes it in the
+    prompt (callers pass the bare answers). Its separate ``acc_bytes`` divides by UTF-8 bytes
+    instead, which ranks ASCII answers the same way; we report characters only. An empty answer
+    counts as one character.
     """
     normed = [ll / max(1, len(t)) for ll, t in zip(logliks, texts, strict=True)]
     acc = max(range(len(logliks)), key=lambda i: (logliks[i], -i))

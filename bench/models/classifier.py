@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,7 +12,6 @@ from bench.models.hf_loading import (
     check_local_folder,
     hub_options,
     limited_length,
-    load_error,
     load_tokenizer,
     load_weights,
     resolve_device,
@@ -25,7 +23,6 @@ from bench.models.tokenized import TokenizedClassifier
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from bench.errors import ModelError
     from bench.specs import ModelSpec
 
 # Kept importable from here: older code and users' scripts import them from this module.
@@ -99,10 +96,6 @@ class HFClassifier(TokenizedClassifier):
         return cls.load(
             spec.path, device=device, dtype=dtype, max_length=max_length, **spec.load_options()
         )
-
-    @staticmethod
-    def _load_error(path: str, folder: Path | None, exc: BaseException) -> ModelError:
-        return load_error(path, folder, exc, "a sequence-classification model")
 
     # ---------------------------------------------------------------------------------------------
     # Properties
