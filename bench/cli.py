@@ -623,7 +623,9 @@ def leaderboard(
         # Baselines and flags stored beside the metrics, not metrics to rank by.
         held -= {"majority", "spread", "dominant_label", "dominant_share"}
     if not records:
-        raise BenchError("the results database holds no completed runs; run `bench run` first")
+        raise BenchError(
+            f"results database {store.path} holds no completed runs; run `bench run` first"
+        )
     if not rows:
         raise BenchError(
             f"no completed run has metric {metric!r}; the stored runs have: "
@@ -833,7 +835,9 @@ def export_rows(
             ]
         frames = [f for f in (run_rows_frame(store, r) for r in records) if f is not None]
     if not frames:
-        raise BenchError("no stored run with per-example rows matches (summaries have none)")
+        raise BenchError(
+            f"no run in {store.path} with per-example rows matches (summaries have none)"
+        )
     import pandas as pd
 
     frame = pd.concat(frames, ignore_index=True)
@@ -1064,6 +1068,163 @@ def compare(
         _echo(json.dumps([as_dict(c) for c in results], indent=2))
     else:
         _echo(markdown(results, settings.confidence))
+
+
+# -------------------------------------------------------------------------------------------- gate
+
+
+@app.command("gate")
+def gate(
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Baseline model: a stored name, or NAME=PATH (needed with --run)."),
+    ] = None,
+    candidate: Annotated[
+        str | None, typer.Option(help="Candidate model: a stored name, or NAME=PATH.")
+    ] = None,
+    task: Annotated[
+        list[str] | None,
+        typer.Option("--task", "-t", help="Check accuracy on this task (repeatable)."),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(help="With --task: accuracy, macro_f1, ece or brier (repeatable)."),
+    ] = None,
+    suite: Annotated[
+        list[str] | None,
+        typer.Option("--suite", "-s", help="With --task: also check accuracy under attack."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Gate config (YAML).")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Non-inferiority margin (default: the config's, or 0).")
+    ] = None,
+    alpha: Annotated[float | None, typer.Option(help="Error rate per verdict.")] = None,
+    n_bootstrap: Annotated[int | None, typer.Option(help="Bootstrap resamples.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Bootstrap seed.")] = None,
+    inconclusive: Annotated[
+        str | None, typer.Option(help="What an inconclusive blocking check does: fail or pass.")
+    ] = None,
+    run_missing: Annotated[
+        bool, typer.Option("--run", help="Compute missing runs first, with identical settings.")
+    ] = False,
+    self_check: Annotated[
+        bool,
+        typer.Option(
+            help="Gate the baseline against itself (and against --candidate, a retrained "
+            "same-recipe model, when given) to see how often the gate flags a model that did not "
+            "change."
+        ),
+    ] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="markdown, json or junit (stdout).")
+    ] = "markdown",
+    junit: Annotated[Path | None, typer.Option(help="Also write JUnit XML here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (with --run).")] = True,
+) -> None:
+    """Does the candidate hold up against the baseline? Per check (task x metric, task x suite,
+    prompted task), the paired difference with a bootstrap CI (clusters resampled together,
+    seeds too), McNemar for accuracy, and a verdict by a non-inferiority margin. Exit code 0
+    when every blocking check passes, 1 when one fails (or is inconclusive, by default), 2 for
+    bad input."""
+    from bench.gate import report
+    from bench.gate.spec import GateSpec, load_gate
+    from bench.paths import check_output_file
+    from bench.specs import parse_spec
+    from bench.store import open_store
+
+    if fmt not in ("markdown", "json", "junit"):
+        raise BenchError(f"--format: choose markdown, json or junit, not {shown(fmt, 20)}")
+    for path, option in ((junit, "--junit"), (json_out, "--json")):
+        if path is not None:
+            check_output_file(path, option)
+    data: dict[str, Any] = {}
+    if config is not None:
+        data = load_gate(config).model_dump(mode="json", exclude_none=True)
+    if task:
+        data["checks"] = [
+            {"task": t, "metric": m} for t in task for m in (metric or ["accuracy"])
+        ] + [{"task": t, "suite": s} for t in task for s in suite or []]
+    elif metric or suite:
+        raise BenchError("--metric and --suite add checks to --task; give --task too")
+    if not data.get("checks"):
+        raise BenchError("name what to check: --task T (repeatable) or --config gate.yaml")
+    overrides = {
+        "margin": margin,
+        "alpha": alpha,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "inconclusive": inconclusive,
+    }
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    spec = parse_spec(GateSpec, data, str(config) if config else "gate options", "a gate")
+    base_text = baseline or spec.baseline
+    cand_text = candidate or spec.candidate
+    if base_text is None or (cand_text is None and not self_check):
+        raise BenchError("name the models: --baseline and --candidate (or in the config)")
+    if run_missing:
+        from bench.store import ResultStore
+
+        store_ctx = ResultStore(db)
+    else:
+        store_ctx = open_store(db)
+    with store_ctx as store:
+        from bench.gate.run import ensure_runs, resolve_model
+
+        base = resolve_model(store, base_text) if run_missing else None
+        cand = resolve_model(store, cand_text) if run_missing and cand_text else None
+        if run_missing:
+            models = [m for m in (base, cand) if m is not None]
+            ensure_runs(store, spec, models, tasks_dir or [], progress)
+        base_name = base.name if base is not None else base_text.split("=", 1)[0]
+        cand_name = (
+            cand.name if cand is not None else (cand_text.split("=", 1)[0] if cand_text else None)
+        )
+        if self_check:
+            _echo(_self_check(store, spec, base_name, cand_name, tasks_dir or []))
+            return
+        from bench.gate import run_gate
+
+        assert cand_name is not None
+        result = run_gate(store, spec, base_name, cand_name, tasks_dir or [])
+    text = {"markdown": report.markdown, "json": report.to_json, "junit": report.junit}[fmt](result)
+    _echo(text.rstrip("\n"))
+    try:
+        if junit is not None:
+            junit.write_text(report.junit(result), encoding="utf-8")
+        if json_out is not None:
+            json_out.write_text(report.to_json(result), encoding="utf-8")
+    except OSError as exc:
+        raise BenchError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _self_check(
+    store: Any, spec: Any, baseline: str, retrained: str | None, tasks_dir: list[Path]
+) -> str:
+    """The gate against an unchanged model: the baseline itself, and a retrained one."""
+    from bench.gate import report, run_gate
+
+    parts = []
+    for other, what in ((baseline, "itself"), (retrained, "a retrained same-recipe model")):
+        if other is None:
+            continue
+        result = run_gate(store, spec, baseline, other, tasks_dir)
+        flagged = [c for c in result.checks if c.verdict != "pass"]
+        failed = [c for c in result.checks if c.verdict == "fail"]
+        parts.append(report.markdown(result))
+        parts.append(
+            f"Self-check, {baseline} against {what} ({other}): {len(failed)} of "
+            f"{len(result.checks)} checks fail, {len(flagged)} do not pass. A gate that flags an "
+            "unchanged model this often will be rerun until it passes; widen the margin or add "
+            "examples (see the inconclusive checks' notes)."
+        )
+    return "\n\n".join(parts)
 
 
 # ----------------------------------------------------------------------------------------- default

@@ -578,6 +578,10 @@ class TaskSpec(Spec):
     # 2-way task: neutral and contradiction both mean non-entailment). Declared, never guessed.
     label_aliases: dict[str, str] = Field(default_factory=dict)
     splits: SplitPlan = Field(default_factory=SplitPlan)
+    # Examples that share this field's value (a passage, a claim's contrastive revisions) are
+    # resampled together by paired comparisons and gates; default: the split's group_by.
+    # Dotted paths reach into nested fields. Not part of the data identity.
+    cluster_by: str | None = None
     metrics: list[str] = Field(default_factory=lambda: ["accuracy", "macro_f1", "ece"])
     tags: list[str] = Field(default_factory=list)
     # How the task is posed to a causal LM (zero-/few-shot prompting); not part of its data.
@@ -591,6 +595,8 @@ class TaskSpec(Spec):
         data.pop("prompt")
         # Fields added after results were stored enter the identity only when they say something,
         # so a classification task keeps the hash it always had.
+        # How examples cluster changes comparisons, not the examples.
+        data.pop("cluster_by")
         for added, default in (
             ("kind", "classification"),
             ("choices_column", None),

@@ -12,19 +12,21 @@ The schema is versioned; numbered migrations run when an older store is opened f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from bench.errors import BenchError
+from bench.errors import BenchError, shown
 from bench.records import (
     AttackRow,
     MetricSettings,
@@ -340,21 +342,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _guarded(method: F) -> F:
-    """SQLite errors from any store method become one line naming the store's file."""
+    """SQLite errors (and text that is not UTF-8, from a damaged page) from any store method
+    become one line naming the store's file."""
 
     @functools.wraps(method)
     def wrapper(self: ResultStore, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._error(exc) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _describe(exc: sqlite3.Error) -> str:
+def _describe(exc: sqlite3.Error | UnicodeDecodeError) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     lowered = text.lower()
+    if isinstance(exc, UnicodeDecodeError) or "could not decode" in lowered:
+        # The text itself is not shown: it is whatever bytes the damage left.
+        return "the file is damaged (text that is not UTF-8); restore a backup or use another --db"
     if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
         return f"the file is damaged ({text}); restore a backup or use another --db"
     if "readonly" in lowered or "read-only" in lowered:
@@ -387,8 +393,13 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     old_metrics = conn.execute("SELECT run_key, name, value, low, high FROM metrics").fetchall()
     settings_of: dict[str, MetricSettings] = {}
     for key, config_json, seed in conn.execute("SELECT run_key, config_json, seed FROM runs"):
-        n_boot = json.loads(config_json).get("n_bootstrap", 1000)
-        settings_of[key] = MetricSettings(n_bootstrap=int(n_boot), seed=seed)
+        try:
+            n_boot = json.loads(config_json).get("n_bootstrap", 1000)
+            settings_of[key] = MetricSettings(n_bootstrap=int(n_boot), seed=seed)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise BenchError(
+                f"run {shown(key, 30)} has a malformed record ({type(exc).__name__})"
+            ) from None
     conn.execute("DROP INDEX IF EXISTS runs_by_model_task")
     conn.execute("DROP TABLE runs")
     conn.execute("ALTER TABLE runs_v2 RENAME TO runs")
@@ -431,17 +442,20 @@ class ResultStore:
     ``readonly`` opens an existing store for reading only (leaderboards, listings, exports): it
     never creates, migrates or writes the file. Without it, a missing file is created, but only
     inside an existing folder (or the default ``results/``): a mistyped ``--db`` must not
-    silently start an empty store.
+    silently start an empty store. ``create=False`` (read commands) refuses an existing file
+    that holds no store yet (an empty file) instead of writing the schema into it.
     """
 
-    def __init__(self, path: Path | str | None = None, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path | str | None = None, *, readonly: bool = False, create: bool = True
+    ) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.readonly = readonly
+        self.create = create and not readonly
         self._check_path()
         try:
             if readonly:
-                uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
-                self._conn = sqlite3.connect(uri, uri=True, timeout=30.0)
+                self._conn = sqlite3.connect(self._readonly_uri(), uri=True, timeout=30.0)
             else:
                 self._conn = sqlite3.connect(str(self.path), timeout=30.0)
         except sqlite3.Error as exc:
@@ -450,7 +464,7 @@ class ResultStore:
             ) from None
         try:
             self._open()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             self._conn.close()
             raise self._error(exc, "cannot open") from None
         except BenchError:
@@ -489,7 +503,21 @@ class ResultStore:
         elif not os.access(parent, os.W_OK):
             raise BenchError(f"cannot create results database {self.path}: {parent} is read-only")
 
-    def _error(self, exc: sqlite3.Error, what: str = "results database") -> BenchError:
+    def _readonly_uri(self) -> str:
+        target = self.path.resolve()
+        # Percent-encoded: a "?", "#" or "%" in a file name must not end the path.
+        uri = f"file:{urllib.parse.quote(target.as_posix())}?mode=ro"
+        # SQLite reads a WAL store through a shared-memory file beside it, which it cannot create
+        # in a folder this user may not write. No one can be writing the store there either (a
+        # writer needs that file, or a journal, in the same folder), so it is read as immutable.
+        wal = target.with_name(f"{target.name}-wal")
+        if not os.access(target.parent, os.W_OK) and not wal.exists():
+            uri += "&immutable=1"
+        return uri
+
+    def _error(
+        self, exc: sqlite3.Error | UnicodeDecodeError, what: str = "results database"
+    ) -> BenchError:
         prefix = (
             f"cannot open results database {self.path}"
             if what == "cannot open"
@@ -506,9 +534,27 @@ class ResultStore:
                 "table); use another --db"
             )
         version = self._schema_version(tables)
+        # Everything that refuses the file comes before anything that writes to it.
+        if version is None and not self.create:
+            raise BenchError(
+                f"results database {self.path} is empty (no results stored in it yet); run "
+                "`bench run` with this --db first"
+            )
+        if version is not None and version > SCHEMA_VERSION:
+            raise BenchError(
+                f"results database {self.path} has schema {version}, newer than this harness "
+                f"knows ({SCHEMA_VERSION}); upgrade nlp-bench or use another --db"
+            )
+        if version is not None and version < min(MIGRATIONS):
+            raise BenchError(
+                f"results database {self.path} has an unknown schema version {version}; use "
+                "another --db"
+            )
         self._check_integrity()
         if version == SCHEMA_VERSION:
-            self._check_tables(tables)
+            problem = self._schema_problem(tables)
+            if problem:
+                raise BenchError(f"results database {self.path} {problem}; use another --db")
         if self.readonly:
             if version != SCHEMA_VERSION:
                 raise BenchError(
@@ -518,6 +564,9 @@ class ResultStore:
                 )
             conn.execute("PRAGMA foreign_keys=ON")
             return
+        if version is not None and version < SCHEMA_VERSION:
+            # In the file's own journal mode: a refused migration leaves it byte-identical.
+            self._migrate(version)
         # WAL keeps committed units durable when the process dies mid-write, and lets a reader
         # (leaderboard) work while a run is writing.
         conn.execute("PRAGMA journal_mode=WAL")
@@ -530,13 +579,6 @@ class ResultStore:
                     "INSERT INTO meta(key, value) VALUES ('schema_version', ?), ('app', ?)",
                     (str(SCHEMA_VERSION), APP_ID),
                 )
-        elif version < SCHEMA_VERSION:
-            self._migrate(version)
-        elif version > SCHEMA_VERSION:
-            raise BenchError(
-                f"results database {self.path} has schema {version}, newer than this harness "
-                f"knows ({SCHEMA_VERSION}); upgrade nlp-bench or use another --db"
-            )
         conn.execute("PRAGMA foreign_keys=ON")
 
     def _check_integrity(self) -> None:
@@ -552,23 +594,18 @@ class ResultStore:
                     "another --db"
                 )
 
-    def _check_tables(self, tables: set[str]) -> None:
-        """A store claiming the current schema has every table and column of it."""
+    def _schema_problem(self, tables: set[str]) -> str | None:
+        """What a store claiming the current schema lacks of it (a table, a column), if any."""
         missing = [t for t in _TABLES if t not in tables]
         if missing:
-            raise BenchError(
-                f"results database {self.path} lacks table {missing[0]} of schema "
-                f"{SCHEMA_VERSION}; use another --db"
-            )
+            return f"lacks table {missing[0]} of schema {SCHEMA_VERSION}"
         for table, sql in _TABLES.items():
             have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
             wanted = set(re.findall(r"^\s+([a-z_]+) [A-Z]+", sql, re.MULTILINE))
             lacking = sorted(wanted - have)
             if lacking:
-                raise BenchError(
-                    f"results database {self.path}: table {table} lacks column {lacking[0]} of "
-                    f"schema {SCHEMA_VERSION}; use another --db"
-                )
+                return f"lacks column {lacking[0]} of table {table} (schema {SCHEMA_VERSION})"
+        return None
 
     def _schema_version(self, tables: set[str]) -> int | None:
         if not tables:
@@ -591,22 +628,23 @@ class ResultStore:
             ) from None
 
     def _migrate(self, version: int) -> None:
+        """Migrate from ``version`` in one transaction, after a backup copy beside the file. A
+        migration that fails (a table missing, rows that do not parse or refer to missing runs)
+        is rolled back: the file is left byte-identical, the backup made for it removed, and
+        the reason is one line."""
         from bench.progress import console
 
+        start = version
         backup = self.path.with_name(f"{self.path.name}.schema{version}.bak")
-        if not backup.exists():
-            with sqlite3.connect(str(backup)) as copy:
-                self._conn.backup(copy)
-            copy.close()
-        console.print(
-            f"migrating results database {self.path} from schema {version} to {SCHEMA_VERSION} "
-            f"(a copy of the old file: {backup.name})"
-        )
+        made_backup = not backup.exists()
         conn = self._conn
-        # Tables are rebuilt: references must not be checked half-way (SQLite's recipe), and
-        # the whole migration is one transaction.
-        conn.execute("PRAGMA foreign_keys=OFF")
         try:
+            if made_backup:
+                with contextlib.closing(sqlite3.connect(str(backup))) as copy:
+                    conn.backup(copy)
+            # Tables are rebuilt: references must not be checked half-way (SQLite's recipe),
+            # and the whole migration is one transaction.
+            conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute("BEGIN")
             while version < SCHEMA_VERSION:
                 MIGRATIONS[version](conn)
@@ -617,17 +655,35 @@ class ResultStore:
                 "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?), ('app', ?)",
                 (str(SCHEMA_VERSION), APP_ID),
             )
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            problem = self._schema_problem(tables)
+            if problem:
+                raise BenchError(f"the migrated store {problem}")
             broken = conn.execute("PRAGMA foreign_key_check").fetchall()
             if broken:
-                raise BenchError(
-                    f"results database {self.path}: {len(broken)} row(s) refer to missing runs; "
-                    f"not migrated (the file is unchanged)"
-                )
+                raise BenchError(f"{len(broken)} row(s) refer to missing runs")
             conn.commit()
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.rollback()
+            if made_backup:
+                backup.unlink(missing_ok=True)
+            if isinstance(exc, (BenchError, sqlite3.Error, UnicodeDecodeError)):
+                if isinstance(exc, UnicodeDecodeError):
+                    reason = "text that is not UTF-8"
+                else:
+                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise BenchError(
+                    f"results database {self.path} cannot be migrated from schema {start} to "
+                    f"{SCHEMA_VERSION}: {reason}; the file is unchanged"
+                ) from None
             raise
+        console.print(
+            f"migrated results database {self.path} from schema {start} to {SCHEMA_VERSION} "
+            f"(a copy of the old file: {backup.name})"
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -924,7 +980,17 @@ class ResultStore:
 
     @_guarded
     def rows(self, table: RowTable[R], key: str) -> list[R]:
-        return [table.decode(t) for t in self._conn.execute(table.select_sql(), (key,))]
+        out: list[R] = []
+        for t in self._conn.execute(table.select_sql(), (key,)):
+            try:
+                out.append(table.decode(t))
+            except (ValueError, TypeError) as exc:
+                raise BenchError(
+                    f"results database {self.path}: run {key} has a malformed {table.name} row "
+                    f"(example {shown(t[0], 12)}, {type(exc).__name__}); remove the run with "
+                    f"`bench runs rm {key}`"
+                ) from None
+        return out
 
     @_guarded
     def row_indices(self, table: RowTable[Any], key: str) -> set[int]:
@@ -997,11 +1063,14 @@ class ResultStore:
 
 
 def open_store(path: Path | str | None = None) -> ResultStore:
-    """An existing store for reading: writable when the file is (so metrics recomputed under
-    other settings are kept, and an older schema is migrated), read-only otherwise."""
+    """An existing store for reading: writable when the file and its folder are (so metrics
+    recomputed under other settings are kept, and an older schema is migrated), read-only
+    otherwise. An empty file is refused, not made a store."""
     target = Path(path) if path is not None else default_db_path()
     if not target.exists():
         raise BenchError(f"results database {target} does not exist")
-    if target.is_file() and not os.access(target, os.W_OK):
+    if target.is_file() and not (
+        os.access(target, os.W_OK) and os.access(target.resolve().parent, os.W_OK)
+    ):
         return ResultStore(target, readonly=True)
-    return ResultStore(target)
+    return ResultStore(target, create=False)

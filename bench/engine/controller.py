@@ -50,7 +50,8 @@ def run_metrics(
     stored = store.metrics(record.run_key, chosen)
     if stored:
         return stored
-    values = get_kind(record.kind).metrics(store, record, chosen)
+    kind = get_kind(record.kind, f"run {record.run_key} of results database {store.path}")
+    values = kind.metrics(store, record, chosen)
     # Undefined figures (no successful attack: no perturbed-word share) are left out, not NaN.
     metrics = [
         StoredMetric(record.run_key, name, v.value, v.low, v.high)

@@ -195,13 +195,14 @@ def register_kind(kind: RunKind | SummaryKind) -> None:
     _KINDS[kind.name] = kind
 
 
-def get_kind(name: str) -> RunKind | SummaryKind:
+def get_kind(name: str, where: str = "the results database") -> RunKind | SummaryKind:
+    """The kind called ``name``; ``where`` names what asked for it, in the error."""
     if name not in _KINDS:
         target = _BUILTIN_KINDS.get(name)
         if target is None:
-            from bench.errors import BenchError
+            from bench.errors import BenchError, shown
 
-            raise BenchError(f"unknown run kind {name!r} in the results database")
+            raise BenchError(f"unknown run kind {shown(name, 40)} in {where}")
         module, attr = target.split(":")
         _KINDS[name] = getattr(importlib.import_module(module), attr)
     return _KINDS[name]

@@ -32,6 +32,9 @@ class Example:
     label: int
     choices: tuple[str, ...] = ()
     target: str = ""
+    # The source this example shares with others (the task's ``cluster_by`` or split
+    # ``group_by`` value), "" when it stands alone; not part of its identity.
+    cluster: str = ""
 
 
 @dataclass(frozen=True)

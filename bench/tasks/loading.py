@@ -124,13 +124,15 @@ def _choices(spec: TaskSpec, row: dict[str, Any]) -> tuple[str, ...]:
     return options
 
 
-Row = tuple[tuple[str, ...], str, str, tuple[str, ...]]
+# (inputs, label name or target, split key, options, cluster)
+Row = tuple[tuple[str, ...], str, str, tuple[str, ...], str]
 
 
 def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[Row]:
-    """(inputs, label name or target, split key, options) per usable row."""
+    """(inputs, label name or target, split key, options, cluster) per usable row."""
     out = []
     group_by = spec.splits.group_by
+    cluster_by = spec.cluster_by or group_by
     for row in rows:
         if spec.kind == "classification":
             label = _label_name(spec, row)
@@ -151,7 +153,10 @@ def _to_pairs(spec: TaskSpec, rows: list[dict[str, Any]]) -> list[Row]:
                 )
         inputs = tuple(str(v) for v in values)
         key = _group_value(row, group_by, spec.name) if group_by else canonical_json(list(inputs))
-        out.append((inputs, label, key, choices))
+        # Examples that share a source (a passage, a claim's revisions) are not independent:
+        # paired comparisons resample them together.
+        cluster = _group_value(row, cluster_by, spec.name) if cluster_by else ""
+        out.append((inputs, label, key, choices, cluster))
     return out
 
 
@@ -172,17 +177,17 @@ def _assign(plan: SplitPlan, split_key: str) -> Role:
     return chosen
 
 
-Labelled = tuple[tuple[str, ...], str, tuple[str, ...]]
+Labelled = tuple[tuple[str, ...], str, tuple[str, ...], str]
 
 
 def _example(spec: TaskSpec, idx: int, item: Labelled) -> Example:
-    inputs, label, choices = item
+    inputs, label, choices, cluster = item
     uid = example_uid(inputs, label, choices)
     if spec.kind == "multiple_choice":
-        return Example(idx, uid, inputs, choices.index(label), choices=choices)
+        return Example(idx, uid, inputs, choices.index(label), choices=choices, cluster=cluster)
     if spec.kind == "generation":
-        return Example(idx, uid, inputs, -1, target=label)
-    return Example(idx, uid, inputs, spec.labels.index(label))
+        return Example(idx, uid, inputs, -1, target=label, cluster=cluster)
+    return Example(idx, uid, inputs, spec.labels.index(label), cluster=cluster)
 
 
 def _examples(spec: TaskSpec, pairs: list[Labelled], role: Role) -> list[Example]:
@@ -209,11 +214,11 @@ def build_task_data(
             _check_columns(spec, rows, where)
         usable = _to_pairs(spec, rows)
         if key == "all":
-            for inputs, label, split_key, choices in usable:
+            for inputs, label, split_key, choices, cluster in usable:
                 role = _assign(spec.splits, split_key)
-                by_role.setdefault(role, []).append((inputs, label, choices))
+                by_role.setdefault(role, []).append((inputs, label, choices, cluster))
         elif key in ROLES:
-            by_role.setdefault(key, []).extend((i, lab, c) for i, lab, _, c in usable)
+            by_role.setdefault(key, []).extend((i, lab, c, g) for i, lab, _, c, g in usable)
         else:
             raise DataError(f"task {spec.name!r}: unknown split role {shown(key, 30)}")
     if not any(by_role.values()):

@@ -1,0 +1,292 @@
+"""bench gate on stored runs: verdicts and exit codes agree, JUnit XML one case per check,
+clusters and seeds, refusals in one line, and the pytest plugin."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import assert_user_error
+
+from bench.records import EvalRunConfig, PredictionRow, RunRecord
+from bench.store import ResultStore, run_key
+from bench.tasks.examples import TaskData
+
+LABELS = ["negative", "positive"]
+N = 400
+
+
+def _task(folder: Path, n: int = N, name: str = "gated", cluster: bool = False) -> Path:
+    """A one-file evaluation set: every row in the test split; 40 passages of 10 questions."""
+    rng = random.Random(4)
+    with (folder / f"{name}.jsonl").open("w") as fh:
+        for i in range(n):
+            row = {"text": f"item {i} {rng.random():.6f}", "passage": i // 10,
+                   "label": LABELS[rng.randrange(2)]}  # fmt: skip
+            fh.write(json.dumps(row) + "\n")
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nsource: {{type: local, path: {name}.jsonl}}\ninputs: [text]\n"
+        f"labels: [negative, positive]\n" + ("cluster_by: passage\n" if cluster else "")
+    )
+    return path
+
+
+def _load(path: Path) -> TaskData:
+    from bench.tasks import load_task_data
+    from bench.tasks.registry import load_task_file
+
+    return load_task_data(load_task_file(path), path.parent)
+
+
+def store_run(
+    store: ResultStore, data: TaskData, model: str, correct: np.ndarray, max_length: int = 256
+) -> str:
+    """An evaluation run of a model that is right exactly on ``correct`` (written through the
+    store like any run, so the gate reads it as it reads real ones)."""
+    examples = data.split("test")
+    config = EvalRunConfig(split="test", max_length=max_length, dtype="float32")
+    key = run_key({"model": model, "task": data.data_hash, "config": config.to_json()})
+    record = RunRecord(
+        run_key=key, kind="eval", task=data.spec.name, task_version="1",
+        task_hash=data.data_hash, model=model, model_path=f"/models/{model}", model_hash=model,
+        config=config, split="test", n_examples=len(examples), label_names=LABELS,
+        label_mapping={}, seed=0, harness_version="t", versions={},
+    )  # fmt: skip
+    store.begin_run(record)
+    rows = []
+    for ex, ok in zip(examples, correct, strict=True):
+        pred = ex.label if ok else 1 - ex.label
+        probs = [0.9, 0.1] if pred == 0 else [0.1, 0.9]
+        rows.append(PredictionRow(ex.idx, ex.uid, ex.label, pred, probs, probs))
+    store.add_predictions(key, rows)
+    store.finish_run(key, [])
+    return key
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("gate")
+    task = _task(folder)
+    data = _load(task)
+    rng = np.random.default_rng(0)
+    base = rng.random(N) < 0.85
+    flips = rng.permutation(N)
+    same = base.copy()  # identical predictions
+    worse = base.copy()
+    worse[flips[:60]] = False  # about 13 points worse
+    slightly = base.copy()
+    slightly[flips[:8]] = False  # 2 points worse: inconclusive at margin 0.02
+    db = folder / "r.sqlite"
+    with ResultStore(db) as store:
+        for name, correct in (("base", base), ("same", same), ("worse", worse),
+                              ("slightly", slightly)):  # fmt: skip
+            store_run(store, data, name, correct)
+        store_run(store, data, "longer", base, max_length=512)
+    return {"folder": folder, "task": task, "db": db, "data": data}
+
+
+def _gate(gated: dict[str, Any], cand: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return _bench("gate", "--baseline", "base", "--candidate", cand, "--task",
+                  str(gated["task"]), "--db", str(gated["db"]), "--margin", "0.02", *extra)  # fmt: skip
+
+
+def test_verdicts_and_exit_codes_agree_for_all_three_outcomes(gated: dict[str, Any]) -> None:
+    for cand, verdict, code in (("same", "pass", 0), ("worse", "fail", 1),
+                                ("slightly", "inconclusive", 1)):  # fmt: skip
+        proc = _gate(gated, cand, "--format", "json")
+        assert proc.returncode == code, proc.stderr
+        out = json.loads(proc.stdout)
+        assert [c["verdict"] for c in out["checks"]] == [verdict]
+        assert out["exit_code"] == code and out["passed"] == (code == 0)
+        md = _gate(gated, cand)
+        assert md.returncode == code
+        assert f"**{verdict.upper()}**" in md.stdout
+        assert ("PASSED" in md.stdout.splitlines()[0]) == (code == 0)
+    # What an inconclusive check does is the config's choice.
+    assert _gate(gated, "slightly", "--inconclusive", "pass").returncode == 0
+    worse = json.loads(_gate(gated, "worse", "--format", "json").stdout)["checks"][0]
+    assert worse["high"] < -0.02 and worse["p_mcnemar"] < 0.001
+    with ResultStore(gated["db"]) as store:
+        runs = {r.model: r.run_key for r in store.runs()}
+        right = {m: [p.pred == p.label for p in store.predictions(runs[m])] for m in runs}
+    assert worse["diff"] == pytest.approx(np.mean(right["worse"]) - np.mean(right["base"]))
+
+
+def test_junit_xml_has_one_case_per_check_and_reads_back(
+    gated: dict[str, Any], tmp_path: Path
+) -> None:
+    from junitparser import Failure, JUnitXml
+
+    xml_path = tmp_path / "gate.xml"
+    proc = _bench("gate", "--baseline", "base", "--candidate", "worse", "--task", str(gated["task"]),
+                  "--metric", "accuracy", "--metric", "macro_f1", "--metric", "brier",
+                  "--db", str(gated["db"]), "--margin", "0.02", "--junit", str(xml_path))  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    suites = list(JUnitXml.fromfile(str(xml_path)))
+    (suite,) = suites
+    cases = list(suite)
+    assert [c.name for c in cases] == ["gated accuracy", "gated macro_f1", "gated brier"]
+    assert all(any(isinstance(r, Failure) for r in c.result) for c in cases)
+    assert suite.tests == 3 and suite.failures == 3
+    stdout = _bench("gate", "--baseline", "base", "--candidate", "same", "--task",
+                    str(gated["task"]), "--db", str(gated["db"]), "--margin", "0.02",
+                    "--format", "junit").stdout  # fmt: skip
+    from xml.etree import ElementTree as ET
+
+    root = ET.fromstring(stdout)
+    assert [c.get("name") for c in root.iter("testcase")] == ["gated accuracy"]
+    assert not list(root.iter("failure"))
+
+
+def test_clusters_widen_the_interval(tmp_path: Path) -> None:
+    from bench.gate import GateSpec, run_gate
+
+    rng = np.random.default_rng(5)
+    passage_effect = np.repeat(rng.random(N // 10) < 0.5, 10)  # the candidate loses whole passages
+    base = rng.random(N) < 0.8
+    cand = np.where(passage_effect & (rng.random(N) < 0.3), False, base)
+    results = {}
+    for clustered in (False, True):
+        folder = tmp_path / f"c{int(clustered)}"
+        folder.mkdir()
+        task = _task(folder, cluster=clustered)
+        data = _load(task)
+        with ResultStore(folder / "r.sqlite") as store:
+            store_run(store, data, "base", base)
+            store_run(store, data, "cand", cand)
+            spec = GateSpec(checks=[{"task": str(task)}], n_bootstrap=2000)
+            results[clustered] = run_gate(store, spec, "base", "cand").checks[0]
+    naive, cluster = results[False], results[True]
+    assert naive.difference.n_clusters == N and cluster.difference.n_clusters == N // 10
+    assert naive.diff == cluster.diff
+    width = lambda c: c.ci[1] - c.ci[0]  # noqa: E731
+    assert width(cluster) > 1.2 * width(naive)
+
+
+def test_seed_families_are_bootstrapped_over_seeds(tmp_path: Path) -> None:
+    from bench.gate import GateSpec, run_gate
+
+    task = _task(tmp_path)
+    data = _load(task)
+    rng = np.random.default_rng(9)
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        for s in range(3):
+            store_run(store, data, f"base#s{s}", rng.random(N) < 0.8)
+            store_run(store, data, f"cand#s{s}", rng.random(N) < 0.8)
+        check = run_gate(store, GateSpec(checks=[{"task": str(task)}]), "base", "cand").checks[0]
+    assert check.seeds == (3, 3) and len(check.baseline_runs) == 3
+
+
+def test_gate_refusals_are_one_line(gated: dict[str, Any], tmp_path: Path) -> None:
+    db, task = str(gated["db"]), str(gated["task"])
+    # Different prediction settings: the runs cannot be paired.
+    proc = _bench("gate", "--baseline", "base", "--candidate", "longer", "--task", task, "--db", db)
+    assert_user_error(proc, "cannot be paired", "max_length")
+    # A model with no stored run, and no --run.
+    proc = _bench("gate", "--baseline", "base", "--candidate", "ghost", "--task", task, "--db", db)
+    assert_user_error(proc, "no stored run of 'ghost'", "--run")
+    # A metric the gate does not know, and a robustness check with no attack runs.
+    proc = _bench("gate", "--baseline", "base", "--candidate", "same", "--task", task,
+                  "--metric", "auroc", "--db", db)  # fmt: skip
+    assert_user_error(proc, "metric")
+    proc = _bench("gate", "--baseline", "base", "--candidate", "same", "--task", task,
+                  "--suite", "typos", "--db", db)  # fmt: skip
+    assert_user_error(proc, "no stored run", "@typos")
+    # Different task data: the candidate ran on an edited copy of the task.
+    other = tmp_path / "edited"
+    other.mkdir()
+    edited = _task(other, n=N - 1)
+    with ResultStore(gated["db"]) as store:
+        store_run(store, _load(edited), "edited-run", np.ones(N - 1, dtype=bool))
+    proc = _bench("gate", "--baseline", "base", "--candidate", "edited-run", "--task", task,
+                  "--db", db)  # fmt: skip
+    assert_user_error(proc, "task data differs")
+    # Malformed configs.
+    for text, needle in (
+        ("- a list\n", "mapping"),
+        ("checks: []\nbaseline: base\ncandidate: same\n", "checks"),
+        ("checks: [{task: x, margin: -1}]\n", "margin"),
+        ("checks: [{task: x, wat: 1}]\n", "wat"),
+        ("checks: [{task: x, metric: ece, suite: typos}]\n", "robustness"),
+        ("margin: .nan\nchecks: [{task: x}]\n", "margin"),
+    ):
+        config = tmp_path / "gate.yaml"
+        config.write_text(text)
+        proc = _bench("gate", "--config", str(config), "--baseline", "base", "--candidate",
+                      "same", "--db", db)  # fmt: skip
+        assert_user_error(proc, needle)
+
+
+def test_a_config_file_with_advisory_checks(gated: dict[str, Any], tmp_path: Path) -> None:
+    config = tmp_path / "gate.yaml"
+    config.write_text(
+        f"name: release\nbaseline: base\ncandidate: worse\nmargin: 0.02\nchecks:\n"
+        f"  - {{task: {gated['task']}, blocking: false}}\n"
+        f"  - {{task: {gated['task']}, metric: ece, blocking: false}}\n"
+    )
+    proc = _bench("gate", "--config", str(config), "--db", str(gated["db"]), "-f", "json")
+    out = json.loads(proc.stdout)
+    # Advisory checks are reported (fail) but do not fail the gate.
+    assert out["checks"][0]["verdict"] == "fail"
+    assert proc.returncode == 0 and out["passed"]
+
+
+def test_self_check_reports_how_often_an_unchanged_model_is_flagged(
+    gated: dict[str, Any],
+) -> None:
+    proc = _bench("gate", "--self-check", "--baseline", "base", "--candidate", "same", "--task",
+                  str(gated["task"]), "--db", str(gated["db"]), "--margin", "0.02")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "against itself (base): 0 of 1 checks fail, 0 do not pass" in proc.stdout
+    assert "a retrained same-recipe model (same)" in proc.stdout
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_pytest_plugin_fails_a_users_test_with_the_table(
+    gated: dict[str, Any], pytester: pytest.Pytester
+) -> None:
+    def config(candidate: str) -> Path:
+        path = pytester.path / f"gate-{candidate}.yaml"
+        path.write_text(
+            f"baseline: base\ncandidate: {candidate}\nmargin: 0.02\n"
+            f"checks: [{{task: {gated['task']}}}]\n"
+        )
+        return path
+
+    bad, good = config("worse"), config("same")
+    pytester.makepyfile(
+        test_model=f"""
+        def test_int8_holds_up(bench_gate):
+            bench_gate({str(bad)!r})
+
+        def test_same_holds_up(bench_gate):
+            result = bench_gate({str(good)!r})
+            assert result.passed
+        """
+    )
+    run = pytester.runpytest_subprocess("--bench-db", str(gated["db"]), "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=1, failed=1)
+    assert "**FAIL**" in run.stdout.str() and "gated accuracy" in run.stdout.str()
+    # As a gate file: one test per check.
+    run = pytester.runpytest_subprocess("--bench-gate", str(bad), "--bench-db", str(gated["db"]),
+                                        "-p", "no:cacheprovider", "-k", "gated")  # fmt: skip
+    run.assert_outcomes(failed=1)
+    assert "**FAIL**" in run.stdout.str()
+    run = pytester.runpytest_subprocess("--bench-gate", str(good), "--bench-db", str(gated["db"]),
+                                        "-p", "no:cacheprovider", "-k", "gated")  # fmt: skip
+    run.assert_outcomes(passed=1)
