@@ -19,8 +19,18 @@ from bench.store import ResultStore
 
 # Kinds whose rows say, per example, whether the model was right.
 COMPARABLE_KINDS = ("eval", "prompt", "attack")
-# Settings that may differ between paired runs (performance knobs and provenance).
-_UNKEYED = {"batch_size", "device", "n_bootstrap", "concurrency", "chat_template_used"}
+# Settings that may differ between paired runs: performance knobs and provenance, and the
+# model-side settings a comparison is about (the precision a model ran in is as much a part of
+# "the candidate" as its weights: fp32 against bf16 is a question a gate answers). What must
+# agree is the protocol: task data, split, sample, lengths, prompts, attacks.
+_UNKEYED = {
+    "batch_size",
+    "device",
+    "n_bootstrap",
+    "concurrency",
+    "chat_template_used",
+    "dtype",
+}
 
 
 @dataclass(frozen=True)
@@ -45,14 +55,36 @@ class Comparison:
     discordant: tuple[int, int]  # (a right and b wrong, a wrong and b right)
 
 
+def example_keys(uids: Sequence[str]) -> list[str]:
+    """Keys that pair examples across runs: the uid, with ``#2``, ``#3``... for repeats (a split
+    may hold the same text with the same label twice; both count, in split order)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for uid in uids:
+        seen[uid] = seen.get(uid, 0) + 1
+        keys.append(uid if seen[uid] == 1 else f"{uid}#{seen[uid]}")
+    return keys
+
+
 def correctness(store: ResultStore, record: RunRecord) -> dict[str, bool]:
-    """Per example uid: was the model right (for an attack run: did the example survive)."""
+    """Per example key (see ``example_keys``): was the model right (for an attack run: did the
+    example survive)."""
+    rows: Sequence[Any]
     if record.kind == "eval":
-        return {r.uid: r.pred == r.label for r in store.predictions(record.run_key)}
-    if record.kind == "prompt":
-        return {r.uid: bool(r.correct) for r in store.prompt_rows(record.run_key)}
-    if record.kind == "attack":
-        return {r.uid: r.status == "failed" for r in store.attack_rows(record.run_key)}
+        rows = store.predictions(record.run_key)
+        right = [r.pred == r.label for r in rows]
+    elif record.kind == "prompt":
+        rows = store.prompt_rows(record.run_key)
+        right = [bool(r.correct) for r in rows]
+    elif record.kind == "attack":
+        rows = store.attack_rows(record.run_key)
+        right = [r.status == "failed" for r in rows]
+    else:
+        rows = []
+    if rows:
+        return dict(zip(example_keys([r.uid for r in rows]), right, strict=True))
+    if record.kind in COMPARABLE_KINDS:
+        return {}
     raise BenchError(
         f"run {record.run_key} is a {record.kind} run; compare runs of kind "
         f"{', '.join(COMPARABLE_KINDS)}"

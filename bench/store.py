@@ -421,9 +421,14 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
             for key, s in settings_of.items()
         ],
     )
+    # Metrics of a run that is not there keep default settings: the reference check then
+    # refuses the migration, as for any other row of a missing run.
     conn.executemany(
         "INSERT INTO metrics VALUES (?,?,?,?,?,?)",
-        [(k, settings_of[k].key(), n, v, lo, hi) for k, n, v, lo, hi in old_metrics],
+        [
+            (k, settings_of.get(k, MetricSettings()).key(), n, v, lo, hi)
+            for k, n, v, lo, hi in old_metrics
+        ],
     )
     conn.execute("INSERT OR IGNORE INTO run_names SELECT run_key, model, created_at FROM runs")
     conn.execute("ALTER TABLE prompt_examples ADD COLUMN choices TEXT NOT NULL DEFAULT '[]'")

@@ -137,15 +137,20 @@ class ONNXBackend:
             )
 
     def key_settings(self, settings: LoadSettings) -> dict[str, Any]:
+        self._check_dtype(settings)
         # The precision is fixed at export (and part of the folder's hash).
-        return {"runtime": "onnxruntime"}
+        return {"dtype": "export", "runtime": "onnxruntime"}
 
-    def load_classifier(self, spec: ModelSpec, settings: LoadSettings) -> Classifier:
+    @staticmethod
+    def _check_dtype(settings: LoadSettings) -> None:
         if settings.dtype not in ("auto", "float32"):
             raise ModelError(
                 f"--dtype {settings.dtype} does not apply to an ONNX model: its precision is "
                 "fixed when it is exported (bench export onnx --quantize int8)"
             )
+
+    def load_classifier(self, spec: ModelSpec, settings: LoadSettings) -> Classifier:
+        self._check_dtype(settings)
         return ONNXClassifier(_folder(spec.path), settings.device, settings.max_length or 256)
 
     def load_language_model(self, spec: ModelSpec, settings: LoadSettings) -> LanguageModel:
@@ -237,6 +242,10 @@ def export_onnx(
             )
             + "\n"
         )
+        # mkdtemp made it private; the published folder gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)
         if out.exists():
             shutil.rmtree(out)
         os.replace(work, out)

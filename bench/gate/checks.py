@@ -130,40 +130,54 @@ def find_runs(store: ResultStore, model: str, check: CheckSpec, task: str) -> li
 # Per-example values
 
 
+def _keyed(rows: Sequence[Any], values: Sequence[Any]) -> dict[str, Any]:
+    from bench.compare import example_keys
+
+    return dict(zip(example_keys([r.uid for r in rows]), values, strict=True))
+
+
 def _eval_values(store: ResultStore, rec: RunRecord, metric: str) -> dict[str, Any]:
     rows = store.predictions(rec.run_key)
     if metric == "accuracy":
-        return {r.uid: float(r.pred == r.label) for r in rows}
+        return _keyed(rows, [float(r.pred == r.label) for r in rows])
     if metric == "brier":
-        out = {}
+        values = []
         for r in rows:
             onehot = np.zeros(len(r.probs))
             onehot[r.label] = 1.0
-            out[r.uid] = float(((np.asarray(r.probs) - onehot) ** 2).sum())
-        return out
+            values.append(float(((np.asarray(r.probs) - onehot) ** 2).sum()))
+        return _keyed(rows, values)
     # Not means of per-example values: the statistic is recomputed per resample.
-    return {r.uid: (r.label, r.pred, tuple(r.probs)) for r in rows}
+    return _keyed(rows, [(r.label, r.pred, tuple(r.probs)) for r in rows])
+
+
+def _attack_survived(store: ResultStore, key: str) -> dict[str, float]:
+    rows = store.attack_rows(key)
+    return _keyed(rows, [float(r.status == "failed") for r in rows])
+
+
+def _prompt_correct(store: ResultStore, key: str) -> dict[str, float]:
+    rows = store.prompt_rows(key)
+    return _keyed(rows, [float(r.correct) for r in rows])
 
 
 def _values(store: ResultStore, rec: RunRecord, metric: str) -> dict[str, Any]:
+    """Per example key: the value whose mean is the check's metric (or the raw prediction)."""
     if rec.kind == "eval":
         return _eval_values(store, rec, metric)
     if rec.kind == "attack":
-        return {r.uid: float(r.status == "failed") for r in store.attack_rows(rec.run_key)}
-    if rec.kind == "suite":
-        per_attack = [
-            {r.uid: r.status == "failed" for r in store.attack_rows(k)} for k in rec.members
-        ]
-        uids = set.intersection(*(set(p) for p in per_attack))
-        return {u: float(all(p[u] for p in per_attack)) for u in uids}
+        return _attack_survived(store, rec.run_key)
     if rec.kind == "prompt":
-        return {r.uid: float(r.correct) for r in store.prompt_rows(rec.run_key)}
-    if rec.kind == "prompt_set":
-        per_template = [
-            {r.uid: float(r.correct) for r in store.prompt_rows(k)} for k in rec.members
+        return _prompt_correct(store, rec.run_key)
+    if rec.kind in ("suite", "prompt_set"):
+        parts = [
+            (_attack_survived if rec.kind == "suite" else _prompt_correct)(store, k)
+            for k in rec.members
         ]
-        uids = set.intersection(*(set(p) for p in per_template))
-        return {u: float(np.mean([p[u] for p in per_template])) for u in uids}
+        keys = set.intersection(*(set(p) for p in parts))
+        if rec.kind == "suite":  # robust: no attack of the suite broke it
+            return {u: float(all(p[u] for p in parts)) for u in keys}
+        return {u: float(np.mean([p[u] for p in parts])) for u in keys}
     raise BenchError(f"run {rec.run_key} of kind {rec.kind} cannot be gated")
 
 
@@ -234,7 +248,9 @@ def evaluate_check(
     uids = sorted(shared)
     if not uids:
         raise BenchError(f"check {check.label}: the two models share no examples")
-    groups = [clusters.get(u) or u for u in uids]  # an example without a cluster stands alone
+    # An example without a cluster stands alone; a repeat ("uid#2": the same text and label
+    # twice in the split) is the same item and moves with its first occurrence.
+    groups = [clusters.get(u.split("#", 1)[0]) or u.split("#", 1)[0] for u in uids]
     mean_type = check.metric in ("accuracy", "brier") or base_runs[0].kind != "eval"
     sign = -1.0 if check.metric in LOWER_IS_BETTER else 1.0
     margin = spec.margin_of(check)
