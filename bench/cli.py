@@ -1218,12 +1218,16 @@ def _self_check(
         flagged = [c for c in result.checks if c.verdict != "pass"]
         failed = [c for c in result.checks if c.verdict == "fail"]
         parts.append(report.markdown(result))
-        parts.append(
+        line = (
             f"Self-check, {baseline} against {what} ({other}): {len(failed)} of "
-            f"{len(result.checks)} checks fail, {len(flagged)} do not pass. A gate that flags an "
-            "unchanged model this often will be rerun until it passes; widen the margin or add "
-            "examples (see the inconclusive checks' notes)."
+            f"{len(result.checks)} checks fail, {len(flagged)} do not pass."
         )
+        if flagged:
+            line += (
+                " A gate that flags an unchanged model will be rerun until it passes: widen the "
+                "margin or add examples (see the inconclusive checks' notes)."
+            )
+        parts.append(line)
     return "\n\n".join(parts)
 
 

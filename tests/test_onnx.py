@@ -156,6 +156,13 @@ def test_default_sentiment_model_exported_agrees_on_the_vader_test_splits_and_is
             compared += len(pa)
             expected += len(data.split("test"))
         assert compared == expected  # every example of the four test splits
+        # A gate on the real model: the fp32 export holds up on every domain.
+        from bench.gate import GateSpec, run_gate
+
+        tasks = ("vader_movies", "vader_amazon", "vader_nyt", "vader_tweets")
+        gate = GateSpec(checks=[{"task": t} for t in tasks], margin=0.01)
+        verdicts = run_gate(store, gate, source.name, onnx.name)
+        assert [c.verdict for c in verdicts.checks] == ["pass"] * 4 and verdicts.exit_code == 0
         suite = SuiteSpec(name="t", attacks=[AttackSpec(name="deepwordbug", recipe="deepwordbug")])
         runner = AttackRunner(store, AttackConfig(limit=8, max_length=64), device="cpu",
                               progress=False)  # fmt: skip
