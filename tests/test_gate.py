@@ -290,3 +290,132 @@ def test_pytest_plugin_fails_a_users_test_with_the_table(
     run = pytester.runpytest_subprocess("--bench-gate", str(good), "--bench-db", str(gated["db"]),
                                         "-p", "no:cacheprovider", "-k", "gated")  # fmt: skip
     run.assert_outcomes(passed=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Real runs of tiny models: robustness and prompted checks, and --run
+
+
+def _pairs_task(folder: Path, n: int = 40) -> Path:
+    from conftest import TINY_WORDS
+
+    rng = random.Random(8)
+    labels = ["entailment", "neutral", "contradiction"]
+    with (folder / "pairs.jsonl").open("w") as fh:
+        for i in range(n):
+            row = {"p": " ".join(rng.choices(TINY_WORDS, k=6)),
+                   "h": " ".join(rng.choices(TINY_WORDS, k=4)), "label": labels[i % 3]}  # fmt: skip
+            fh.write(json.dumps(row) + "\n")
+    path = folder / "pairs.yaml"
+    path.write_text(
+        "name: pairs\nsource: {type: local, path: pairs.jsonl}\ninputs: [p, h]\n"
+        "labels: [entailment, neutral, contradiction]\n"
+        "prompt:\n  templates: ['{p} => {h}:', 'Premise: {p} Hypothesis: {h} Answer:']\n"
+        "  choices: [' yes', ' maybe', ' no']\n"
+    )
+    return path
+
+
+def _other_lm(src: Path, dst: Path) -> Path:
+    """The tiny Llama with its weights nudged: another model of the same shape."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    tensors = load_file(dst / "model.safetensors")
+    gen = torch.Generator().manual_seed(1)
+    for name, t in tensors.items():
+        if t.is_floating_point():
+            tensors[name] = t + 0.05 * torch.randn(t.shape, generator=gen)
+    save_file(tensors, dst / "model.safetensors", metadata={"format": "pt"})
+    return dst
+
+
+def test_robustness_and_prompted_checks_on_real_runs(
+    tmp_path: Path, tiny_model_dir: Path, torch_one_thread: None
+) -> None:
+    from conftest import build_tiny_model
+    from lm_helpers import build_tiny_llama
+
+    from bench.attacks.runner import AttackRunner
+    from bench.attacks.specs import AttackConfig, AttackSpec, SuiteSpec
+    from bench.gate import GateSpec, run_gate
+    from bench.prompt_runner import PromptRunner
+    from bench.specs import ModelSpec, PromptConfig
+
+    task_path = _pairs_task(tmp_path)
+    data = _load(task_path)
+    a = ModelSpec(name="a", path=str(tiny_model_dir))
+    b = ModelSpec(name="b", path=str(build_tiny_model(tmp_path / "b", seed=3, init_range=0.5)))
+    lm_a = build_tiny_llama(tmp_path / "lm-a")
+    lm_b = _other_lm(lm_a, tmp_path / "lm-b")
+    suite = SuiteSpec(name="mini", attacks=[AttackSpec(name="deepwordbug", recipe="deepwordbug")])
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        attacks = AttackRunner(store, AttackConfig(limit=12, max_length=64), device="cpu",
+                               progress=False)  # fmt: skip
+        prompts = PromptRunner(store, PromptConfig(device="cpu"), progress=False)
+        for m in (a, b):
+            attacks.run_suite(data, m, suite)
+        for name, path in (("lm-a", lm_a), ("lm-b", lm_b)):
+            prompts.run(ModelSpec(name=name, path=str(path)), prompts.plan(data, [0]))
+        robust = GateSpec(
+            checks=[{"task": str(task_path), "suite": "mini"},
+                    {"task": str(task_path), "suite": "mini", "attack": "deepwordbug"}],
+            margin=0.1,
+        )  # fmt: skip
+        result = run_gate(store, robust, "a", "b")
+        prompted = GateSpec(
+            checks=[{"task": str(task_path), "shots": 0},
+                    {"task": str(task_path), "shots": 0, "template": 2}],
+            margin=0.1,
+        )  # fmt: skip
+        prompted_result = run_gate(store, prompted, "lm-a", "lm-b")
+        # The per-example values behind the suite check: an example survives the suite when no
+        # attack broke it; its mean is the suite run's stored accuracy under attack.
+        from bench.engine import run_metrics
+
+        suite_runs = {r.model: r for r in store.runs(kinds=["suite"])}
+        stored = {m: run_metrics(store, suite_runs[m])["accuracy_under_attack"].value
+                  for m in ("a", "b")}  # fmt: skip
+        sets = {r.model: r for r in store.runs(kinds=["prompt_set"])}
+        stored_prompt = {m: run_metrics(store, sets[m])["accuracy"].value for m in sets}
+    suite_check, attack_check = result.checks
+    assert suite_check.difference.n == attack_check.difference.n == 12
+    assert suite_check.baseline == pytest.approx(stored["a"])
+    assert suite_check.candidate == pytest.approx(stored["b"])
+    assert suite_check.check.label == "pairs@mini accuracy"
+    assert attack_check.check.label == "pairs@mini/deepwordbug accuracy"
+    mean_check, template_check = prompted_result.checks
+    assert mean_check.difference.n == template_check.difference.n == len(data.split("test"))
+    assert mean_check.baseline == pytest.approx(stored_prompt["lm-a"])
+    assert mean_check.candidate == pytest.approx(stored_prompt["lm-b"])
+    assert template_check.check.label == "pairs@0shot/t2 accuracy"
+
+
+def test_gate_run_computes_missing_runs_then_answers_from_the_store(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from conftest import build_tiny_model
+
+    task = _pairs_task(tmp_path, n=60)
+    other = build_tiny_model(tmp_path / "other", seed=5, init_range=0.5)
+    db = tmp_path / "r.sqlite"
+    args = ("gate", "--baseline", f"a={tiny_model_dir}", "--candidate", f"b={other}", "--task",
+            str(task), "--db", str(db), "--margin", "0.5", "--format", "json")  # fmt: skip
+    refused = _bench(*args)
+    assert_user_error(refused, "does not exist")  # no store yet, and no --run
+    first = _bench(*args, "--run", "--no-progress")
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = json.loads(first.stdout)
+    assert out["checks"][0]["n"] == 60 and out["checks"][0]["verdict"] == "pass"
+    with ResultStore(db) as store:
+        assert {r.model for r in store.runs()} == {"a", "b"}
+        keys = {r.run_key for r in store.runs()}
+    # Stored now: the same gate without --run answers from the store, by name.
+    again = _bench("gate", "--baseline", "a", "--candidate", "b", "--task", str(task), "--db",
+                   str(db), "--margin", "0.5", "--format", "json")  # fmt: skip
+    assert again.returncode == 0 and json.loads(again.stdout)["checks"] == out["checks"]
+    with ResultStore(db) as store:
+        assert {r.run_key for r in store.runs()} == keys
