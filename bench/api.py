@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bench.errors import BenchError
+from bench.errors import BenchError, shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bench.attacks.specs import AttackConfig, SuiteSpec
     from bench.backends import ModelPool
     from bench.engine import Engine, RunOutcome
+    from bench.engine.executors import Executor
     from bench.records import MetricSettings, RunRecord
     from bench.specs import EvalConfig, ModelSpec, PromptConfig, TaskSpec
     from bench.store import ResultStore
@@ -311,10 +312,29 @@ def _store(db: str | Path | None) -> ResultStore:
     return ResultStore(Path(db) if db is not None else None)
 
 
-def _engine(store: ResultStore, progress: bool, settings: MetricSettings) -> Engine:
+def _engine(
+    store: ResultStore, progress: bool, settings: MetricSettings, executor: Executor | None = None
+) -> Engine:
     from bench.engine import Engine
+    from bench.engine.executors import LocalExecutor
 
-    return Engine(store, progress=progress, metric_settings=settings)
+    return Engine(
+        store, progress=progress, metric_settings=settings, executor=executor or LocalExecutor()
+    )
+
+
+def executor(name: str = "local", workers: int | None = None, address: str | None = None) -> Any:
+    """``local`` (in this process) or ``ray`` (``workers`` Ray workers on an embedded instance,
+    or the cluster at ``address``)."""
+    from bench.engine.executors import LocalExecutor, RayExecutor
+
+    if name == "local":
+        if workers is not None or address is not None:
+            raise BenchError("--workers and --ray-address need --executor ray")
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(workers=2 if workers is None else workers, address=address)
+    raise BenchError(f"unknown --executor {shown(name, 20)} (choose local or ray)")
 
 
 def run(
@@ -334,6 +354,7 @@ def run(
     concurrency: int = 16,
     tasks_dir: Sequence[Path] = (),
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> Results:
     """What ``bench run`` does: every classifier evaluated on every task, every language model
     posed every task as prompts (each shot count, each template), then every classifier
@@ -349,7 +370,7 @@ def run(
     if shots and min(shots) < 0:
         raise BenchError("--shots must be 0 or more")
     with _store(db) as store:
-        engine = _engine(store, progress, eval_config.metric_settings())
+        engine = _engine(store, progress, eval_config.metric_settings(), executor)
         prompted, evaluated = split_models(specs, adapter, engine.models)
         for d in datas:
             if evaluated:
@@ -395,6 +416,7 @@ def evaluate(
     db: str | Path | None = None,
     progress: bool = False,
     tasks_dir: Sequence[Path] = (),
+    executor: Executor | None = None,
     **settings: Any,
 ) -> Results:
     """Every classifier on every task (``settings``: ``EvalConfig`` fields such as ``split``,
@@ -404,7 +426,7 @@ def evaluate(
     config = _config(EvalConfig, settings)
     return run(
         tasks, models, db=db, adapter="classifier", eval_config=config, tasks_dir=tasks_dir,
-        progress=progress,
+        progress=progress, executor=executor,
     )  # fmt: skip
 
 
@@ -418,6 +440,7 @@ def prompt(
     db: str | Path | None = None,
     progress: bool = False,
     tasks_dir: Sequence[Path] = (),
+    executor: Executor | None = None,
     **settings: Any,
 ) -> Results:
     """Every task posed to every language model as prompts, at each shot count and template
@@ -427,7 +450,7 @@ def prompt(
     config = _config(PromptConfig, settings)
     return run(
         tasks, models, db=db, adapter=adapter, prompt_config=config, shots=shots,
-        templates=templates, tasks_dir=tasks_dir, progress=progress,
+        templates=templates, tasks_dir=tasks_dir, progress=progress, executor=executor,
     )  # fmt: skip
 
 
@@ -444,6 +467,7 @@ def attack(
     dtype: str = "auto",
     progress: bool = False,
     tasks_dir: Sequence[Path] = (),
+    executor: Executor | None = None,
     **settings: Any,
 ) -> Results:
     """Every suite against every classifier on every task (``settings``: ``AttackConfig``
@@ -457,7 +481,7 @@ def attack(
     datas = load_tasks(tasks, tasks_dir)
     specs = _models(models)
     with _store(db) as store:
-        engine = _engine(store, progress, config.metric_settings())
+        engine = _engine(store, progress, config.metric_settings(), executor)
         runner = _attack_runner(
             store, engine, config, masked_lm, EvalConfig(device=device, dtype=dtype),  # type: ignore[arg-type]
             batch_size, concurrency,

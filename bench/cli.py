@@ -231,6 +231,16 @@ BackendOption = Annotated[
         "model may also say it as a prefix, e.g. onnx:exports/sent.",
     ),
 ]
+ExecutorOption = Annotated[
+    str, typer.Option(help="Where work runs: local (this process) or ray (Ray workers).")
+]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="With --executor ray: workers (default 2).")
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(help="With --executor ray: an existing Ray cluster (default: start one here)."),
+]
 ConfidenceOption = Annotated[
     float, typer.Option(help="Confidence level of the bootstrap intervals.")
 ]
@@ -295,6 +305,9 @@ def run(
     ] = "auto",
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate every --model on every --task (then attack them with each --suite); results go
@@ -341,6 +354,7 @@ def run(
     results = api.run(
         task,
         models,
+        executor=api.executor(executor, workers, ray_address),
         db=db,
         adapter=adapter,
         eval_config=config,
@@ -442,6 +456,9 @@ def attack(
     show: Annotated[
         int, typer.Option(help="Print N successful adversarial examples per attack.")
     ] = 3,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run attack suites (TextAttack) against every --model on every --task."""
@@ -463,6 +480,7 @@ def attack(
         models,
         task,
         suites,
+        executor=api.executor(executor, workers, ray_address),
         db=db,
         masked_lm=masked_lm,
         batch_size=batch_size,
@@ -710,6 +728,9 @@ def transfer(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Fine-tune one model per (training task, seed), test each on every test task, and report
@@ -763,7 +784,16 @@ def transfer(
     if out is None:
         check_output_dir(Path("reports") / "transfer" / spec.name, "the report folder")
     with ResultStore(db) as store:
-        result = run_transfer(spec, store, tasks_dir or [], progress=progress, device=device)
+        from bench.api import executor as make_executor
+
+        result = run_transfer(
+            spec,
+            store,
+            tasks_dir or [],
+            progress=progress,
+            device=device,
+            executor=make_executor(executor, workers, ray_address),
+        )
     folder = out if out is not None else Path("reports") / "transfer" / spec.name
     written = write_transfer_report(result, folder)
     _echo(render_markdown(result))

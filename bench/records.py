@@ -65,6 +65,9 @@ class RunConfig(BaseModel):
     device: str = ""
     # The bootstrap count the run was started with (provenance: metrics have their own settings).
     n_bootstrap: int = 1000
+    # How the rows were computed when not in-process: executor, workers, shards, per-worker
+    # throughput, retried units (provenance only).
+    execution: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -885,6 +885,20 @@ class ResultStore:
             )
 
     @_guarded
+    def set_execution(self, key: str, info: dict[str, Any]) -> None:
+        """Record how a run's rows were computed (executor, workers, throughput) in its config;
+        provenance only, not part of its identity."""
+        row = self._conn.execute("SELECT config_json FROM runs WHERE run_key=?", (key,)).fetchone()
+        if row is None:
+            return
+        config = json.loads(row[0])
+        config["execution"] = info
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runs SET config_json=? WHERE run_key=?", (canonical_json(config), key)
+            )
+
+    @_guarded
     def fail_run(self, key: str, error: str) -> None:
         """Mark a run failed with its error (its stored rows stay: a rerun resumes)."""
         with self._tx() as conn:

@@ -33,6 +33,7 @@ from bench.specs import Spec, canonical_json, sha256_text
 if TYPE_CHECKING:
     import numpy as np
 
+    from bench.engine.executors import Executor
     from bench.store import ResultStore
     from bench.tasks.examples import TaskData
 
@@ -305,8 +306,11 @@ def run_transfer(
     tasks_dir: Sequence[Path] = (),
     progress: bool = True,
     device: str = "auto",
+    executor: Executor | None = None,
 ) -> TransferResult:
-    """Train what is missing, evaluate what is missing, and compute the matrix and gaps."""
+    """Train what is missing, evaluate what is missing, and compute the matrix and gaps. With a
+    Ray executor, the models of missing (training task, seed) pairs are fine-tuned on workers
+    and the evaluations' work units run there too."""
     import numpy as np
 
     from bench.finetune import CARD_NAME, FinetuneConfig
@@ -335,21 +339,30 @@ def run_transfer(
         for name in spec.test_tasks:
             datas[name].split("test")  # refuse a task without a test split before training
 
+    from bench.engine import Engine
+    from bench.engine.executors import LocalExecutor
+
+    runner = executor or LocalExecutor()
     models: dict[tuple[str, int], ModelSpec] = {}
-    trained = 0
+    jobs: list[tuple[Any, ...]] = []
     for train in spec.train_tasks:
         for seed in spec.seeds:
             out = _model_dir(spec, datas[train], labels, seed)
             if not (out / CARD_NAME).is_file():
                 console.print(f"[bold]fine-tuning[/] {spec.base} on {train}, seed {seed}")
                 config = FinetuneConfig(**spec.recipe.model_dump(), seed=seed)
-                train_on([datas[train]], labels, spec.base, out, config, spec.max_train, progress)
-                trained += 1
+                jobs.append(([datas[train]], labels, spec.base, out, config, spec.max_train,
+                             progress and runner.name == "local"))  # fmt: skip
             models[train, seed] = ModelSpec(name=_model_name(spec.base, train, seed), path=str(out))
+    # One job per (training task, seed): in turn here, or side by side on Ray workers.
+    runner.map(train_on, jobs)
+    trained = len(jobs)
 
-    evaluator = Evaluator(
-        store, EvalConfig(limit=spec.eval_limit, device=device), progress=progress
+    eval_config = EvalConfig(limit=spec.eval_limit, device=device)
+    engine = Engine(
+        store, progress=progress, metric_settings=eval_config.metric_settings(), executor=runner
     )
+    evaluator = Evaluator(store, eval_config, engine=engine)
     hits: dict[tuple[str, str], np.ndarray] = {}
     runs: list[dict[str, Any]] = []
     evaluated = 0

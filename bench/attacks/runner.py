@@ -10,6 +10,7 @@ attack runs: an example is robust when no attack of the suite broke it.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -69,9 +70,66 @@ class _Started:
 
 
 @dataclass(frozen=True)
+class AttackSettings:
+    """How attacks run, beside what they are: plain data, so a plan can travel to another
+    process (a Ray worker) and run there."""
+
+    config: AttackConfig
+    masked_lm: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 64
+    concurrency: int = 16
+    progress: bool = True
+
+    def load_settings(self) -> LoadSettings:
+        from bench.backends import LoadSettings
+
+        return LoadSettings(self.device, self.dtype, self.config.max_length)
+
+
+@dataclass(frozen=True)
 class _Detail:
     attack: PlannedAttack
-    runner: AttackRunner
+    settings: AttackSettings
+
+
+# Per process: the attack resources (embeddings, encoders, taggers; loaded once), and one query
+# cache per (classifier, label routing), shared by the attacks of a suite: they all start from
+# the same clean texts, and character attacks revisit each other's edits. Keyed weakly by the
+# classifier, so a cache goes when its model does.
+_RESOURCES: dict[str | None, AttackResources] = {}
+_QUERIES: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], ModelQuery]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def attack_resources(masked_lm: str | None) -> AttackResources:
+    if masked_lm not in _RESOURCES:
+        from bench.attacks.resources import AttackResources
+
+        _RESOURCES[masked_lm] = AttackResources(masked_lm=masked_lm, device="cpu")
+    return _RESOURCES[masked_lm]
+
+
+def query_for(classifier: Classifier, alignment: Any, batch_size: int) -> ModelQuery:
+    from bench.attacks.wrapper import ModelQuery
+
+    caches = _QUERIES.setdefault(classifier, {})
+    key = (canonical_json(alignment.mapping), tuple(alignment.task_labels), batch_size)
+    if key not in caches:
+        caches[key] = ModelQuery(classifier, alignment, batch_size=batch_size)
+    return caches[key]
+
+
+def fetch_resources(attack: PlannedAttack, progress: bool) -> None:
+    """Fetch (once; verified by hash) the pinned assets this attack reads."""
+    from bench import assets
+    from bench.attacks.resources import ASSET_RESOURCES
+
+    needed = [name for name in attack.profile["resources"] if name in ASSET_RESOURCES]
+    if needed:
+        assets.fetch(needed, progress=progress)
 
 
 class AttackKind:
@@ -85,14 +143,14 @@ class AttackKind:
         from bench.models.labels import align_labels
 
         detail: _Detail = plan.detail
-        runner = detail.runner
-        runner.fetch_resources(detail.attack)
-        classifier = models.classifier(plan.model, runner.load_settings())
+        settings = detail.settings
+        fetch_resources(detail.attack, settings.progress)
+        classifier = models.classifier(plan.model, settings.load_settings())
         alignment = align_labels(
             classifier.labels, plan.task.spec.labels, plan.task.spec.label_aliases,
             plan.model.label_map,
         )  # fmt: skip
-        query = runner.query_for(classifier, alignment)
+        query = query_for(classifier, alignment, settings.batch_size)
         record = replace(
             plan.record,
             config=plan.record.config.model_copy(update={"device": classifier.device}),
@@ -111,17 +169,17 @@ class AttackKind:
         from bench.attacks.wrapper import ClassifierWrapper
 
         detail: _Detail = plan.detail
-        attack, runner = detail.attack, detail.runner
+        attack, settings = detail.attack, detail.settings
         todo = [plan.examples[u.positions[0]] for u in units]
         scheduler: CooperativeScheduler[Example, AttackRow] = CooperativeScheduler(
-            state.query, concurrency=min(runner.concurrency, max(1, len(todo)))
+            state.query, concurrency=min(settings.concurrency, max(1, len(todo)))
         )
         state.scheduler = scheduler
         ctx = BuildContext(
-            resources=runner.resources,
+            resources=attack_resources(settings.masked_lm),
             input_columns=list(plan.task.spec.inputs),
             attack_columns=set(attack.attack_columns),
-            query_budget=runner.config.query_budget,
+            query_budget=settings.config.query_budget,
             # The goal function must hand a whole search step to the wrapper at once; the
             # scheduler and the classifier do the batching.
             model_batch_size=1 << 30,
@@ -142,7 +200,7 @@ class AttackKind:
             finally:
                 free.append(instance)
 
-        jobs = ((ex, example_seed(runner.config.seed, ex.uid)) for ex in todo)
+        jobs = ((ex, example_seed(settings.config.seed, ex.uid)) for ex in todo)
         for _, row in scheduler.run(jobs, attack_one):
             yield [row]
 
@@ -238,11 +296,7 @@ class AttackRunner(EngineClient):
     concurrency: int = 16
     progress: bool = True
     engine: Engine | None = None
-    _resources: AttackResources | None = field(default=None, init=False, repr=False)
     _plans: dict[tuple[str, str], list[PlannedAttack]] = field(
-        default_factory=dict, init=False, repr=False
-    )
-    _queries: dict[tuple[Any, ...], ModelQuery] = field(
         default_factory=dict, init=False, repr=False
     )
 
@@ -250,11 +304,19 @@ class AttackRunner(EngineClient):
 
     @property
     def resources(self) -> AttackResources:
-        if self._resources is None:
-            from bench.attacks.resources import AttackResources
+        return attack_resources(self.masked_lm)
 
-            self._resources = AttackResources(masked_lm=self.masked_lm, device="cpu")
-        return self._resources
+    @property
+    def settings(self) -> AttackSettings:
+        return AttackSettings(
+            self.config,
+            self.masked_lm,
+            self.device,
+            self.dtype,
+            self.batch_size,
+            self.concurrency,
+            self.progress,
+        )
 
     def attack_columns(self, task: TaskData) -> list[str]:
         columns = list(task.spec.inputs)
@@ -307,9 +369,7 @@ class AttackRunner(EngineClient):
         return planned
 
     def load_settings(self) -> LoadSettings:
-        from bench.backends import LoadSettings
-
-        return LoadSettings(self.device, self.dtype, self.config.max_length)
+        return self.settings.load_settings()
 
     def run_plan(self, task: TaskData, model: ModelSpec, attack: PlannedAttack) -> RunPlan:
         pool = self._engine.models
@@ -342,7 +402,7 @@ class AttackRunner(EngineClient):
             examples,
             config,
             f"{task.spec.name} · {attack.column}",
-            _Detail(attack, self),
+            _Detail(attack, self.settings),
             column=attack.column,
             profile_hash=attack.profile_hash,
             versions=_attack_versions(),
@@ -368,25 +428,6 @@ class AttackRunner(EngineClient):
 
     def run_attack(self, task: TaskData, model: ModelSpec, attack: PlannedAttack) -> RunOutcome:
         return self._engine.run(self.run_plan(task, model, attack))
-
-    def fetch_resources(self, attack: PlannedAttack) -> None:
-        """Fetch (once; verified by hash) the pinned assets this attack reads."""
-        from bench import assets
-        from bench.attacks.resources import ASSET_RESOURCES
-
-        needed = [name for name in attack.profile["resources"] if name in ASSET_RESOURCES]
-        if needed:
-            assets.fetch(needed, progress=self.progress)
-
-    def query_for(self, classifier: Classifier, alignment: Any) -> ModelQuery:
-        """One query cache per (model, label routing), shared by the attacks of a suite: they
-        all start from the same clean texts, and character attacks revisit each other's edits."""
-        from bench.attacks.wrapper import ModelQuery
-
-        key = (id(classifier), canonical_json(alignment.mapping), tuple(alignment.task_labels))
-        if key not in self._queries:
-            self._queries[key] = ModelQuery(classifier, alignment, batch_size=self.batch_size)
-        return self._queries[key]
 
 
 def _attack_versions() -> dict[str, str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench._version import __version__
 from bench.backends import ModelPool
+from bench.engine.executors import Executor, LocalExecutor
 from bench.engine.kinds import RunKind, RunOutcome, RunPlan, SummaryKind, get_kind
 from bench.errors import BenchError
 from bench.progress import make_progress
@@ -77,6 +78,8 @@ class Engine:
     models: ModelPool = field(default_factory=ModelPool)
     progress: bool = True
     metric_settings: MetricSettings = field(default_factory=MetricSettings)
+    # Where work units are computed: in this process, or on Ray workers.
+    executor: Executor = field(default_factory=LocalExecutor)
 
     def _answered(self, record: RunRecord, name: str) -> RunOutcome:
         """A complete run, shown under the name it was asked for now."""
@@ -92,17 +95,16 @@ class Engine:
         kind: RunKind = plan.kind
         # What is stored is read before the model is loaded: a damaged store fails first.
         done = self.store.row_indices(kind.table, plan.key)
-        state, record = kind.start(plan, self.models)
-        record = self.store.begin_run(record)
         positions = {ex.idx: pos for pos, ex in enumerate(plan.examples)}
         done_positions = {positions[i] for i in done if i in positions}
-        todo = [u for u in kind.units(plan, state) if not set(u.positions) <= done_positions]
+        execution = self.executor.start(plan, self.models, done_positions)
+        record = self.store.begin_run(execution.record)
         computed = 0
         with make_progress(self.progress) as bar:
             tid = bar.add_task(plan.label, total=len(plan.examples), completed=len(done_positions))
             started = time.perf_counter()
             try:
-                for rows in kind.compute(plan, state, todo):
+                for rows in execution.rows:
                     new = self.store.add_rows(kind.table, plan.key, rows)
                     computed += new
                     bar.advance(tid, new)
@@ -111,13 +113,16 @@ class Engine:
                 raise
             finally:
                 self.store.add_compute_time(plan.key, time.perf_counter() - started)
+                info = execution.info()
+                if info:
+                    self.store.set_execution(plan.key, info)
         final = self._finish(record)
         return RunOutcome(
             final,
             run_metrics(self.store, final, self.metric_settings),
             False,
             computed,
-            kind.stats(state),
+            execution.stats(),
         )
 
     def _finish(self, record: RunRecord) -> RunRecord:

@@ -1,0 +1,327 @@
+"""Executors: where a run's work units are computed. The controller owns keys, the store and
+transactions; an executor only turns a plan and the positions still missing into rows.
+
+- ``LocalExecutor``: in this process, the kind's own work units (the classifier's length-sorted
+  batches, prompt chunks, attacked examples), as the harness always ran.
+- ``RayExecutor``: on Ray workers (an embedded local instance, or a cluster by address). The
+  first worker loads the model and lists the run kind's work units (the same units the local
+  executor computes: they are a pure function of the plan and the tokenizer); the driver groups
+  the units still missing into shards by a deterministic cost estimate that does not depend on
+  the number of workers; each worker (an actor, so a model is loaded once per worker) computes
+  its shards' units and returns their rows; only the driver writes the store, one transaction
+  per shard. A shard whose worker raised or died is retried (bounded), each failure recorded.
+  Rows do not depend on the topology: the local executor and any number of workers compute the
+  same units, so they give the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bench.engine.kinds import WorkUnit
+from bench.errors import BenchError, shown
+
+if TYPE_CHECKING:
+    from bench.backends import ModelPool
+    from bench.engine.kinds import RunPlan
+    from bench.records import RunRecord
+
+# Shards aim at this much work (characters of input, times expected queries per example for
+# attacks): big enough that loading and shipping a shard is noise, small enough that a killed
+# worker loses little and two workers share a run evenly.
+SHARD_COST = int(os.environ.get("BENCH_SHARD_COST", 64 * 200))
+SHARD_MAX = 256
+RETRIES = 2
+
+
+@dataclass
+class Execution:
+    """A started run: the record to store, the rows of each unit as it finishes, and the
+    counters for the outcome once the rows are consumed."""
+
+    record: RunRecord
+    rows: Iterator[Sequence[Any]]
+    stats: Callable[[], dict[str, float]]
+    info: Callable[[], dict[str, Any]] = field(default=lambda: {})
+
+
+class Executor(Protocol):
+    name: str
+
+    def start(self, plan: RunPlan, models: ModelPool, done: set[int]) -> Execution:
+        """Load what the run needs and start computing the positions not in ``done``."""
+
+    def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``[fn(*args) for args in calls]``, possibly in parallel (jobs that are not runs:
+        fine-tuning one model per (training task, seed) for a transfer suite)."""
+
+
+class LocalExecutor:
+    """The run kind's own work units, computed in this process."""
+
+    name = "local"
+
+    def start(self, plan: RunPlan, models: ModelPool, done: set[int]) -> Execution:
+        kind = plan.kind
+        state, record = kind.start(plan, models)
+        todo = [u for u in kind.units(plan, state) if not set(u.positions) <= done]
+        return Execution(record, iter(kind.compute(plan, state, todo)), lambda: kind.stats(state))
+
+    def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return [fn(*args) for args in calls]
+
+
+# --------------------------------------------------------------------------------------------------
+# Shards
+
+
+def example_cost(plan: RunPlan, position: int) -> float:
+    """A deterministic estimate of one example's work: its characters; a prompt's context times
+    the answers it scores; an attack's characters times about the queries it makes."""
+    if plan.kind.name == "prompt":
+        request = plan.detail.planned.requests[position]
+        return float(len(request.context)) * max(1, len(request.choices))
+    chars = float(sum(len(x) for x in plan.examples[position].inputs)) + 1.0
+    return chars * (20.0 if plan.kind.name == "attack" else 1.0)
+
+
+def shards(plan: RunPlan, units: Sequence[WorkUnit], done: set[int]) -> list[list[WorkUnit]]:
+    """The units not yet stored, in order, grouped into shards of about ``SHARD_COST`` (or
+    ``SHARD_MAX`` examples); a pure function of the plan and its units, not of the workers."""
+    budget = SHARD_COST * (20.0 if plan.kind.name == "attack" else 1.0)
+    cut: list[list[WorkUnit]] = []
+    current: list[WorkUnit] = []
+    cost = 0.0
+    size = 0
+    for unit in units:
+        if set(unit.positions) <= done:
+            continue
+        current.append(unit)
+        cost += sum(example_cost(plan, p) for p in unit.positions)
+        size += len(unit.positions)
+        if cost >= budget or size >= SHARD_MAX:
+            cut.append(current)
+            current, cost, size = [], 0.0, 0
+    if current:
+        cut.append(current)
+    return cut
+
+
+def shipped(plan: RunPlan) -> RunPlan:
+    """The plan as it travels to a worker: the task without its examples (the plan carries the
+    ones it evaluates; a prompt's few-shot examples are in its prompts already)."""
+    from bench.tasks.examples import TaskData
+
+    slim = TaskData(plan.task.spec, {}, plan.task.data_hash)
+    detail = plan.detail
+    planned = getattr(detail, "planned", None)
+    if planned is not None:
+        detail = replace(detail, planned=replace(planned, task=slim))
+    return replace(plan, task=slim, detail=detail)
+
+
+# --------------------------------------------------------------------------------------------------
+# Ray
+
+
+class _Worker:
+    """A Ray actor: one process with its own model pool, single-threaded torch by default (the
+    workers are the parallelism)."""
+
+    def __init__(self, threads: int) -> None:
+        from bench.backends import ModelPool
+
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.models = ModelPool()
+        self.examples = 0
+        self.seconds = 0.0
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def prepare(self, plan: RunPlan) -> tuple[RunRecord, list[WorkUnit]]:
+        state, record = plan.kind.start(plan, self.models)
+        return record, plan.kind.units(plan, state)
+
+    def shard(self, plan: RunPlan, units: Sequence[WorkUnit]) -> tuple[list[Any], float]:
+        started = time.perf_counter()
+        state, _ = plan.kind.start(plan, self.models)  # the model is loaded once per worker
+        rows = [row for part in plan.kind.compute(plan, state, units) for row in part]
+        elapsed = time.perf_counter() - started
+        self.examples += sum(len(u.positions) for u in units)
+        self.seconds += elapsed
+        return rows, elapsed
+
+
+class RayExecutor:
+    """Shards on Ray workers (``workers`` actors), the driver writing every row."""
+
+    name = "ray"
+
+    def __init__(self, workers: int = 2, address: str | None = None, threads: int = 1) -> None:
+        if workers < 1:
+            raise BenchError(f"--workers must be at least 1, not {workers}")
+        self.workers = workers
+        self.address = address
+        self.threads = threads
+        self._actors: list[Any] = []
+        if address is not None:
+            _probe(address)  # an unreachable cluster is refused now, not after planning
+
+    def close(self) -> None:
+        """Stop this executor's workers (their models go with them)."""
+        if self._actors:
+            import ray
+
+            for actor in self._actors:
+                ray.kill(actor)
+            self._actors = []
+
+    def _ray(self) -> Any:
+        try:
+            import ray
+        except ImportError:
+            raise BenchError("--executor ray needs Ray: pip install 'nlp-bench[ray]'") from None
+        if not ray.is_initialized():
+            _init_ray(ray, self.address, self.workers)
+        return ray
+
+    def actors(self) -> list[Any]:
+        ray = self._ray()
+        if not self._actors:
+            remote = ray.remote(num_cpus=1, max_restarts=RETRIES, max_task_retries=0)(_Worker)
+            self._actors = [remote.remote(self.threads) for _ in range(self.workers)]
+        return self._actors
+
+    def worker_pids(self) -> list[int]:
+        """The workers' process ids (a test kills one)."""
+        ray = self._ray()
+        return list(ray.get([a.pid.remote() for a in self.actors()]))
+
+    def start(self, plan: RunPlan, models: ModelPool, done: set[int]) -> Execution:
+        ray = self._ray()
+        actors = self.actors()
+        payload = ray.put(shipped(plan))
+        # One worker loads the model first and says how the run is stored (device, labels) and
+        # what its work units are.
+        record, units = _get(ray, actors[0].prepare.remote(payload))
+        todo = shards(plan, units, done)
+        timing: dict[int, list[float]] = {i: [0.0, 0.0] for i in range(len(actors))}
+        failures: list[str] = []
+
+        def rows() -> Iterator[Sequence[Any]]:
+            queue: list[tuple[list[WorkUnit], int]] = [(shard, 0) for shard in todo]
+            pending: dict[Any, tuple[int, list[WorkUnit], int]] = {}
+            free = list(range(len(actors)))
+            while queue or pending:
+                while queue and free:
+                    worker = free.pop(0)
+                    shard, attempt = queue.pop(0)
+                    pending[actors[worker].shard.remote(payload, shard)] = (worker, shard, attempt)
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                worker, shard, attempt = pending.pop(ref)
+                free.append(worker)
+                try:
+                    shard_rows, seconds = ray.get(ref)
+                except Exception as exc:  # a raising unit, or a worker that died under it
+                    first = shard[0].positions[0]
+                    failures.append(f"shard at position {first}: {_first_line(exc)}")
+                    if attempt >= RETRIES:
+                        raise BenchError(
+                            f"a shard of run {plan.key} failed {attempt + 1} times; last: "
+                            f"{_first_line(exc)}"
+                        ) from None
+                    # First in line again; a worker that died is restarted by Ray meanwhile.
+                    queue.insert(0, (shard, attempt + 1))
+                    continue
+                timing[worker][0] += sum(len(u.positions) for u in shard)
+                timing[worker][1] += seconds
+                yield shard_rows
+
+        def info() -> dict[str, Any]:
+            return {
+                "executor": "ray",
+                "workers": len(actors),
+                "shards": len(todo),
+                "per_worker_examples_per_s": [
+                    round(n / s, 2) if s else None for n, s in timing.values()
+                ],
+                "retried": failures,
+            }
+
+        return Execution(record, rows(), lambda: {}, info)
+
+    def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        ray = self._ray()
+        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_call)
+        return [_get(ray, ref) for ref in [remote.remote(fn, args, self.threads) for args in calls]]
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> Any:
+    """A job on a Ray worker, single-threaded like the actors."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    return fn(*args)
+
+
+def _probe(address: str) -> None:
+    """One TCP connection to a Ray address (``host:port`` or ``ray://host:port``), 3 s at most."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise BenchError(f"--ray-address {shown(address, 60)} is not HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3.0):
+            pass
+    except OSError as exc:
+        raise BenchError(
+            f"cannot reach Ray at {shown(address, 60)}: {exc.strerror or exc}"
+        ) from None
+
+
+def _init_ray(ray: Any, address: str | None, workers: int) -> None:
+    import logging
+
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+        "configure_logging": True,
+    }
+    if address is None:
+        # Room for every worker, and for a later executor of this process with more of them.
+        options["num_cpus"] = max(workers, os.cpu_count() or 1)
+    else:
+        options["address"] = address
+    try:
+        ray.init(**options)
+    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
+        where = f"Ray at {address}" if address else "a local Ray instance"
+        raise BenchError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+
+
+def _get(ray: Any, ref: Any) -> Any:
+    try:
+        return ray.get(ref)
+    except Exception as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BenchError):
+            raise cause from None
+        raise BenchError(f"a Ray worker failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    text = str(cause if cause is not None else exc).strip().splitlines()
+    return text[-1][:200] if text else type(exc).__name__

@@ -1,0 +1,242 @@
+"""The Ray executor on an embedded local Ray instance: the same rows as the local executor on 1
+and 2 workers, a worker killed mid-run, a driver killed and resumed on another number of
+workers, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TINY_WORDS, assert_user_error
+
+pytest.importorskip("ray")
+
+from bench.engine import Engine
+from bench.engine.executors import LocalExecutor, RayExecutor
+from bench.specs import EvalConfig, ModelSpec, PromptConfig
+from bench.store import ResultStore
+from bench.tasks.examples import TaskData
+
+LABELS = ["entailment", "neutral", "contradiction"]
+
+
+def _task(folder: Path, n: int) -> Path:
+    rng = random.Random(21)
+    with (folder / "pairs.jsonl").open("w") as fh:
+        for i in range(n):
+            row = {"p": " ".join(rng.choices(TINY_WORDS, k=rng.randint(3, 14))),
+                   "h": " ".join(rng.choices(TINY_WORDS, k=rng.randint(2, 6))),
+                   "label": LABELS[i % 3]}  # fmt: skip
+            fh.write(json.dumps(row) + "\n")
+    path = folder / "pairs.yaml"
+    path.write_text(
+        "name: pairs\nsource: {type: local, path: pairs.jsonl}\ninputs: [p, h]\n"
+        "labels: [entailment, neutral, contradiction]\n"
+        "prompt:\n  templates: ['{p} => {h}:']\n  choices: [' yes', ' maybe', ' no']\n"
+    )
+    return path
+
+
+def _load(path: Path) -> TaskData:
+    from bench.tasks import load_task_data
+    from bench.tasks.registry import load_task_file
+
+    return load_task_data(load_task_file(path), path.parent)
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    import ray
+
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def task_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _task(tmp_path_factory.mktemp("ray-task"), 240)
+
+
+def _rows(db: Path, executor: Any, task: TaskData, model: Path, lm: Path) -> dict[str, Any]:
+    """Every kind of run with ``executor``: evaluation, prompting, an attack; rows by kind."""
+    from bench.attacks.runner import AttackRunner
+    from bench.attacks.specs import AttackConfig, AttackSpec, SuiteSpec
+    from bench.prompt_runner import PromptRunner
+    from bench.runner import Evaluator
+
+    suite = SuiteSpec(name="t", attacks=[AttackSpec(name="deepwordbug", recipe="deepwordbug")])
+    spec = ModelSpec(name="tiny", path=str(model))
+    with ResultStore(db) as store:
+        engine = Engine(store, progress=False, executor=executor)
+        evaluated = Evaluator(store, EvalConfig(device="cpu"), engine=engine).evaluate(task, spec)
+        runner = PromptRunner(store, PromptConfig(device="cpu", limit=40), engine=engine)
+        (prompted,), _ = runner.run(ModelSpec(name="lm", path=str(lm)), runner.plan(task, [0]))
+        attacks = AttackRunner(store, AttackConfig(limit=16, max_length=64), device="cpu",
+                               progress=False, engine=engine)  # fmt: skip
+        (attacked,), _ = attacks.run_suite(task, spec, suite)
+        return {
+            "eval": store.predictions(evaluated.record.run_key),
+            "prompt": store.prompt_rows(prompted.record.run_key),
+            "attack": store.attack_rows(attacked.record.run_key),
+            "records": (evaluated.record, prompted.record, attacked.record),
+        }
+
+
+def test_local_and_ray_on_one_and_two_workers_give_identical_rows(
+    tmp_path: Path, task_path: Path, tiny_model_dir: Path, ray_session: None
+) -> None:
+    from lm_helpers import build_tiny_llama
+
+    task = _load(task_path)
+    lm = build_tiny_llama(tmp_path / "lm")
+    local = _rows(tmp_path / "local.sqlite", LocalExecutor(), task, tiny_model_dir, lm)
+    for workers in (1, 2):
+        executor = RayExecutor(workers=workers)
+        ray_rows = _rows(tmp_path / f"ray{workers}.sqlite", executor, task, tiny_model_dir, lm)
+        executor.close()
+        for kind in ("eval", "prompt", "attack"):
+            _same_rows(ray_rows[kind], local[kind], f"{kind} on {workers} worker(s)")
+        execution = ray_rows["records"][0].config.execution
+        assert execution["executor"] == "ray" and execution["workers"] == workers
+        assert len(execution["per_worker_examples_per_s"]) == workers
+    assert len(local["eval"]) == 240 and len(local["attack"]) == 16
+
+
+def _same_rows(got: list[Any], want: list[Any], what: str) -> None:
+    """Identical rows, but for scores, which may differ by float rounding: a worker computes
+    with one thread, the driver with several, and reductions add in another order."""
+    import dataclasses
+
+    import numpy as np
+
+    assert len(got) == len(want), what
+    for a, b in zip(got, want, strict=True):
+        da, db = dataclasses.asdict(a), dataclasses.asdict(b)
+        for name in da:
+            if name in ("probs", "logits", "scores", "original_scores", "perturbed_scores"):
+                np.testing.assert_allclose(da[name], db[name], rtol=0, atol=1e-5, err_msg=what)
+            else:
+                assert da[name] == db[name], (what, name, a.idx)
+
+
+def test_a_worker_killed_mid_run_costs_only_its_shard(
+    tmp_path: Path, task_path: Path, tiny_model_dir: Path, ray_session: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from bench.attacks.runner import AttackRunner
+    from bench.attacks.specs import AttackConfig, AttackSpec, SuiteSpec
+    from bench.engine import executors
+
+    # One or two examples per shard: many shards, so the kill lands mid-run.
+    monkeypatch.setattr(executors, "SHARD_COST", 1)
+    task = _load(task_path)
+    executor = RayExecutor(workers=2)
+    db = tmp_path / "r.sqlite"
+    suite = SuiteSpec(name="t", attacks=[AttackSpec(name="pruthi", recipe="pruthi")])
+    pids = executor.worker_pids()
+    killed: list[int] = []
+
+    def kill_after_first_rows() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(db) as conn:
+                    n = conn.execute("SELECT COUNT(*) FROM attack_examples").fetchone()[0]
+            except sqlite3.Error:
+                n = 0
+            if n >= 3:
+                os.kill(pids[1], signal.SIGKILL)
+                killed.append(pids[1])
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_first_rows)
+    killer.start()
+    with ResultStore(db) as store:
+        engine = Engine(store, progress=False, executor=executor)
+        runner = AttackRunner(store, AttackConfig(limit=30, max_length=64), device="cpu",
+                              progress=False, engine=engine)  # fmt: skip
+        (outcome,), _ = runner.run_suite(task, ModelSpec(name="tiny", path=str(tiny_model_dir)),
+                                         suite)  # fmt: skip
+        rows = store.attack_rows(outcome.record.run_key)
+    killer.join()
+    executor.close()
+    assert killed, "the run finished before a worker could be killed"
+    assert sorted(r.idx for r in rows) == sorted({r.idx for r in rows}) and len(rows) == 30
+    assert outcome.record.status == "complete"
+    assert outcome.record.config.execution["retried"], "the killed worker's shard was retried"
+
+
+def test_a_killed_driver_resumes_on_another_number_of_workers(
+    tmp_path: Path, task_path: Path, tiny_model_dir: Path
+) -> None:
+    db = tmp_path / "r.sqlite"
+    args = [sys.executable, "-m", "bench", "attack", "--task", str(task_path), "--model",
+            f"tiny={tiny_model_dir}", "--suite", str(_suite(tmp_path)), "--limit", "40",
+            "--db", str(db), "--no-progress", "--device", "cpu", "--max-length", "64",
+            "--executor", "ray"]  # fmt: skip
+    env = {**os.environ, "BENCH_SHARD_COST": "1"}
+    proc = subprocess.Popen([*args, "--workers", "2"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    stored = 0
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with sqlite3.connect(db) as conn:
+                stored = conn.execute("SELECT COUNT(*) FROM attack_examples").fetchone()[0]
+        except sqlite3.Error:
+            stored = 0
+        if stored >= 4:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    proc.wait()
+    assert 0 < stored < 40, stored
+    resumed = subprocess.run([*args, "--workers", "1"], env=env, capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT idx, status, perturbed FROM attack_examples ORDER BY idx").fetchall()  # fmt: skip
+    assert [r[0] for r in rows] == sorted({r[0] for r in rows}) and len(rows) == 40
+    fresh = tmp_path / "fresh.sqlite"
+    local = [a if a != str(db) else str(fresh) for a in args]
+    local = local[: local.index("--executor")]
+    done = subprocess.run(local, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with sqlite3.connect(fresh) as conn:
+        expected = conn.execute("SELECT idx, status, perturbed FROM attack_examples ORDER BY idx").fetchall()  # fmt: skip
+    assert rows == expected
+
+
+def _suite(folder: Path) -> Path:
+    path = folder / "suite.yaml"
+    path.write_text("name: t\nattacks: [{name: deepwordbug, recipe: deepwordbug}]\n")
+    return path
+
+
+def test_bad_executor_input_is_one_line(tmp_path: Path, task_path: Path) -> None:
+    base = [sys.executable, "-m", "bench", "run", "--task", str(task_path), "--model", "x",
+            "--db", str(tmp_path / "r.sqlite"), "--no-progress"]  # fmt: skip
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
+
+    assert_user_error(run("--executor", "ray", "--workers", "0"), "--workers")
+    assert_user_error(run("--executor", "spark"), "--executor")
+    assert_user_error(run("--workers", "2"), "--executor ray")
+    started = time.monotonic()
+    unreachable = run("--executor", "ray", "--ray-address", "127.0.0.1:9")
+    assert_user_error(unreachable, "127.0.0.1:9")
+    assert time.monotonic() - started < 60
