@@ -1220,7 +1220,12 @@ def gate(
         from bench.gate import run_gate
 
         assert cand_name is not None
-        result = run_gate(store, spec, base_name, cand_name, tasks_dir or [])
+        try:
+            result = run_gate(store, spec, base_name, cand_name, tasks_dir or [])
+        except BenchError as exc:
+            if config is None:
+                raise
+            raise BenchError(f"{config}: {exc}") from None
     text = {"markdown": report.markdown, "json": report.to_json, "junit": report.junit}[fmt](result)
     _echo(text.rstrip("\n"))
     try:

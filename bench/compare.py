@@ -30,6 +30,7 @@ _UNKEYED = {
     "concurrency",
     "chat_template_used",
     "dtype",
+    "execution",
 }
 
 

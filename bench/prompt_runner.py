@@ -123,8 +123,10 @@ class PromptKind:
             else:
                 yield _answer_lm(state.model, planned, unit.positions, state.chat, state.batch_size)
 
-    def stats(self, state: _Started) -> dict[str, float]:
-        return {}
+    def stats(self, state: _Started) -> dict[str, Any]:
+        # A served model counts its requests and retries; they are recorded with the run.
+        counters = getattr(state.model, "counters", None)
+        return dict(counters()) if callable(counters) else {}
 
     def metrics(
         self, store: ResultStore, record: RunRecord, settings: MetricSettings

@@ -39,6 +39,7 @@ ModelType = Literal["classifier", "language_model"]
 _BUILTIN: dict[str, str] = {
     "hf": "bench.backends.hf:HFBackend",
     "onnx": "bench.backends.onnx:ONNXBackend",
+    "served": "bench.backends.served:ServedBackend",
 }
 _REGISTERED: dict[str, type[Backend]] = {}
 _INSTANCES: dict[str, Backend] = {}

@@ -113,16 +113,13 @@ class Engine:
                 raise
             finally:
                 self.store.add_compute_time(plan.key, time.perf_counter() - started)
-                info = execution.info()
+                stats = execution.stats()
+                info = {**execution.info(), **stats}
                 if info:
                     self.store.set_execution(plan.key, info)
         final = self._finish(record)
         return RunOutcome(
-            final,
-            run_metrics(self.store, final, self.metric_settings),
-            False,
-            computed,
-            execution.stats(),
+            final, run_metrics(self.store, final, self.metric_settings), False, computed, stats
         )
 
     def _finish(self, record: RunRecord) -> RunRecord:

@@ -45,7 +45,7 @@ class Execution:
 
     record: RunRecord
     rows: Iterator[Sequence[Any]]
-    stats: Callable[[], dict[str, float]]
+    stats: Callable[[], dict[str, Any]]
     info: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
 

@@ -60,7 +60,7 @@ class RunOutcome:
     metrics: dict[str, StoredMetric]
     cached: bool
     computed: int = 0
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
     # The kinds' own words for ``computed``.
     @property
@@ -102,7 +102,7 @@ class RunKind(Protocol):
     ) -> Iterator[Sequence[Any]]:
         """The rows of each unit as it finishes (units may finish out of order)."""
 
-    def stats(self, state: Any) -> dict[str, float]:
+    def stats(self, state: Any) -> dict[str, Any]:
         """Counters of this invocation for the outcome (empty when there are none)."""
 
     def metrics(

@@ -229,7 +229,10 @@ def evaluate_check(
 ) -> tuple[CheckSpec, Difference, dict[str, Any]]:
     from bench.tasks import get_task
 
-    task = get_task(check.task, tasks_dir).spec.name
+    try:
+        task = get_task(check.task, tasks_dir).spec.name
+    except BenchError as exc:
+        raise BenchError(f"check {check.label}: {exc}") from None
     base_runs = find_runs(store, baseline, check, task)
     cand_runs = find_runs(store, candidate, check, task)
     for name, runs in ((baseline, base_runs), (candidate, cand_runs)):
