@@ -20,13 +20,18 @@ BENCH_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bench-installed
+SERVE_STAMP := $(VENV)/.bench-serve-installed
+# The served-model tests run llama-cpp-python's server, which builds from source (about five
+# minutes on two cores): the wheel is built once into the harness's cache and reused after.
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
+WHEELS := $(or $(BENCH_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bench)/wheels
 
-.PHONY: bench test install chromium
+.PHONY: bench test install serve chromium
 
 bench: install
 	$(BIN)/bench default $(BENCH_ARGS)
 
-test: install chromium
+test: install serve chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -38,6 +43,15 @@ $(BIN)/python:
 # change, but a new environment has no stamp, so it is installed into.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+# The serve extra for the served-model tests, from the cached wheel when there is one.
+serve: $(SERVE_STAMP)
+
+$(SERVE_STAMP): $(STAMP)
+	mkdir -p "$(WHEELS)"
+	$(BIN)/python -m pip wheel -q --no-deps -w "$(WHEELS)" --find-links "$(WHEELS)" "$(LLAMA_CPP)"
+	$(BIN)/python -m pip install -q -c constraints.txt --find-links "$(WHEELS)" "$(LLAMA_CPP)"
 	touch $@
 
 # The HTML leaderboard test runs in headless Chromium. Install it when it is missing and that is

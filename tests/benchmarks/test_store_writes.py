@@ -76,4 +76,4 @@ def test_single_writer_rows_per_second(benchmark: Any, tmp_path: Path) -> None:
         )
     print()
     # A transaction per work unit, not per row, is what lets one writer keep up with workers.
-    assert results["eval/128"] > 5 * results["eval/1"]
+    assert results["eval/128"] > 2 * results["eval/1"]
