@@ -625,6 +625,11 @@ def leaderboard(
             held = {n for r in records for n in run_metrics(store, r, settings)}
         # Baselines and flags stored beside the metrics, not metrics to rank by.
         held -= {"majority", "spread", "dominant_label", "dominant_share"}
+    if not records and unranked:
+        raise BenchError(
+            f"results database {store.path} holds only partial runs imported from bundles, "
+            "which are never ranked"
+        )
     if not records:
         raise BenchError(
             f"results database {store.path} holds no completed runs; run `bench run` first"
@@ -1339,9 +1344,9 @@ def submit(
     from bench.bundle.build import submit as build_bundle
     from bench.paths import check_output_file
 
+    check_output_file(out, "--out")
     if out.suffix.lower() != ".zip":
         raise BenchError(f"--out {out}: a bundle is a .zip file")
-    check_output_file(out, "--out")
     settings = _metric_settings(n_bootstrap, confidence, seed)
     manifest, _ = build_bundle(
         db,

@@ -65,7 +65,9 @@ def populate(
 
     bench.evaluate([f"{name}={model_dir}"], [task], db=db, device="cpu", limit=limit)
     if attack:
-        suite = SuiteSpec(name="typos", attacks=[AttackSpec(name="deepwordbug", recipe="deepwordbug")])
+        suite = SuiteSpec(
+            name="typos", attacks=[AttackSpec(name="deepwordbug", recipe="deepwordbug")]
+        )
         bench.attack(
             [f"{name}={model_dir}"], [task], [suite], db=db, device="cpu", limit=attack_limit,
             max_length=64, concurrency=4,

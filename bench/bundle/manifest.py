@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT = "nlp-bench-bundle"
 SCHEMA_VERSION = 1
-SCHEMA_ID = "https://nlp-bench.invalid/schemas/bundle-manifest/v1.json"
+SCHEMA_ID = "urn:nlp-bench:bundle-manifest:v1"
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 RunKey = Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
@@ -221,3 +221,9 @@ def manifest_json_schema() -> dict[str, Any]:
         ),
         **{k: v for k, v in schema.items() if k != "description"},
     }
+
+
+if __name__ == "__main__":  # python -m bench.bundle.manifest > docs/bundle-manifest.schema.json
+    import json
+
+    print(json.dumps(manifest_json_schema(), indent=2, sort_keys=True))

@@ -61,7 +61,9 @@ def model_spec_for(manifest: BundleManifest, model: str | None) -> ModelSpec:
     return spec.model_copy(update={"name": info.name, "backend": info.backend})
 
 
-def _sample(rows: Sequence[Any], n: int, seed: int, key: str) -> list[Any]:
+def sample_rows(rows: Sequence[Any], n: int, seed: int, key: str) -> list[Any]:
+    """The ``n`` rows of run ``key`` that a rescore with ``seed`` recomputes, in example order
+    (all of them when there are fewer)."""
     chosen = random.Random(f"{seed}:{key}").sample(list(rows), min(n, len(rows)))
     return sorted(chosen, key=lambda r: r.idx)
 
@@ -274,7 +276,7 @@ def rescore(
             if run.kind not in KIND_TABLES:
                 continue
             rows = report.rows.get(run.key, [])
-            chosen = _sample(rows, n, seed, run.key)
+            chosen = sample_rows(rows, n, seed, run.key)
             if not chosen:
                 continue
             task = report.tasks[run.task]
