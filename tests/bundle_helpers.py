@@ -69,9 +69,15 @@ def populate(
             name="typos", attacks=[AttackSpec(name="deepwordbug", recipe="deepwordbug")]
         )
         bench.attack(
-            [f"{name}={model_dir}"], [task], [suite], db=db, device="cpu", limit=attack_limit,
-            max_length=64, concurrency=4,
-        )  # fmt: skip
+            [f"{name}={model_dir}"],
+            [task],
+            [suite],
+            db=db,
+            device="cpu",
+            limit=attack_limit,
+            max_length=64,
+            concurrency=4,
+        )
     if lm_dir is not None:
         bench.prompt([f"lm={lm_dir}"], [task], shots=[0], db=db, device="cpu", limit=limit)
 
@@ -81,8 +87,11 @@ def read_zip(path: Path) -> dict[str, bytes]:
         return {i.filename: zf.read(i) for i in zf.infolist()}
 
 
-def write_zip(members: dict[str, bytes] | list[tuple[str, bytes]], path: Path | None = None,
-              compression: int = zipfile.ZIP_DEFLATED) -> bytes:  # fmt: skip
+def write_zip(
+    members: dict[str, bytes] | list[tuple[str, bytes]],
+    path: Path | None = None,
+    compression: int = zipfile.ZIP_DEFLATED,
+) -> bytes:
     """Members as zip bytes (and written to ``path`` when given), in the order given."""
     items = list(members.items()) if isinstance(members, dict) else list(members)
     buffer = io.BytesIO()

@@ -81,10 +81,21 @@ def _rows(db: Path, metric: str = "accuracy", **settings: Any) -> list[Any]:
 
 def _cells(rows: list[Any]) -> list[tuple[Any, ...]]:
     return sorted(
-        (r.model, r.label, r.value, r.low, r.high, r.n, r.majority, r.spread, r.profile,
-         r.dominant_label, r.run_key)
+        (
+            r.model,
+            r.label,
+            r.value,
+            r.low,
+            r.high,
+            r.n,
+            r.majority,
+            r.spread,
+            r.profile,
+            r.dominant_label,
+            r.run_key,
+        )
         for r in rows
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,16 +113,26 @@ def test_bundles_validate_import_and_render_the_same_leaderboard(
         assert result.exit_code == 0, result.describe()
         assert result.stdout.strip().endswith(f"{path.name}: valid")
     target = tmp_path / "leaderboard.sqlite"
-    result = world.cli("import", *map(str, world.bundles.values()), "--db", str(target),
-                       "--tasks-dir", str(world.tasks))  # fmt: skip
+    result = world.cli(
+        "import",
+        *map(str, world.bundles.values()),
+        "--db",
+        str(target),
+        "--tasks-dir",
+        str(world.tasks),
+    )
     assert result.exit_code == 0, result.describe()
     assert "3 runs imported (imported)" in result.stdout
 
     source, imported = _rows(world.db), _rows(target)
     assert {r.label for r in source} == {
-        "bundle_nli", "bundle_nli@typos", "bundle_nli@typos/deepwordbug", "bundle_nli@0shot",
-        "bundle_nli@0shot/t1", "bundle_nli@0shot/t2",
-    }  # fmt: skip
+        "bundle_nli",
+        "bundle_nli@typos",
+        "bundle_nli@typos/deepwordbug",
+        "bundle_nli@0shot",
+        "bundle_nli@0shot/t1",
+        "bundle_nli@0shot/t2",
+    }
     assert _cells(imported) == _cells(source)
     assert {r.provenance for r in source} == {None}
     assert {r.provenance for r in imported} == {"imported"}
@@ -141,8 +162,9 @@ def test_bundles_validate_import_and_render_the_same_leaderboard(
     assert strip == [{k: v for k, v in r.items() if k != "provenance"} for r in local["rows"]]
 
     # Importing again keeps what is there.
-    result = world.cli("import", str(world.bundles["tiny"]), "--db", str(target),
-                       "--tasks-dir", str(world.tasks))  # fmt: skip
+    result = world.cli(
+        "import", str(world.bundles["tiny"]), "--db", str(target), "--tasks-dir", str(world.tasks)
+    )
     assert result.exit_code == 0 and "0 runs imported" in result.stdout, result.describe()
     assert "3 already in the store (kept)" in result.stdout
     with ResultStore(target, readonly=True) as store:
@@ -180,9 +202,12 @@ def test_a_bundle_holds_what_the_issue_lists(world: World) -> None:
         assert run["metric_settings"] == {"confidence": 0.95, "n_bootstrap": 1000, "seed": 0}
     assert runs["suite"]["members"] == [runs["attack"]["key"]]
     assert runs["attack"]["attack_spec"] == {
-        "name": "deepwordbug", "recipe": "deepwordbug", "params": {}, "composition": None,
+        "name": "deepwordbug",
+        "recipe": "deepwordbug",
+        "params": {},
+        "composition": None,
         "description": "",
-    }  # fmt: skip
+    }
     acc = runs["eval"]["metrics"]["accuracy"]
     assert acc["low"] <= acc["value"] <= acc["high"]
     # Rows: canonical lines whose leaves build the run's root, runs' roots the bundle's.
@@ -205,9 +230,13 @@ def test_a_bundle_holds_what_the_issue_lists(world: World) -> None:
     assert set(listed) == set(members) - {"manifest.json"}
     assert all(hashlib.sha256(members[p]).hexdigest() == h for p, h in listed.items())
     prompts = bh.manifest_of(bh.read_zip(world.bundles["lm"]))
-    row = json.loads(bh.read_zip(world.bundles["lm"])[
-        next(r for r in prompts["runs"] if r["kind"] == "prompt")["rows"]["file"]
-    ].decode().splitlines()[0])  # fmt: skip
+    row = json.loads(
+        bh.read_zip(world.bundles["lm"])[
+            next(r for r in prompts["runs"] if r["kind"] == "prompt")["rows"]["file"]
+        ]
+        .decode()
+        .splitlines()[0]
+    )
     assert row["prompt"].endswith("Answer:") or row["prompt"].endswith(":")
     assert row["choices"] == [" yes", " maybe", " no"]
 
@@ -224,8 +253,9 @@ def test_a_limited_run_is_partial_validated_against_its_sample_and_never_ranked(
         db, world.tasks / "bundle_nli.yaml", world.model, name="quick", attack=False, limit=10
     )
     out = tmp_path / "quick.zip"
-    result = world.cli("submit", "-m", "quick", "--db", str(db), "--out", str(out),
-                       "--tasks-dir", str(world.tasks))  # fmt: skip
+    result = world.cli(
+        "submit", "-m", "quick", "--db", str(db), "--out", str(out), "--tasks-dir", str(world.tasks)
+    )
     assert result.exit_code == 0 and "1 partial (never ranked)" in result.stdout, result.describe()
     (run,) = bh.manifest_of(bh.read_zip(out))["runs"]
     assert run["partial"] is True and run["n_examples"] == 10
@@ -241,8 +271,15 @@ def test_a_limited_run_is_partial_validated_against_its_sample_and_never_ranked(
     )
     assert_one_line_error(result, ["marked complete, but its limit 10 makes it partial"])
     target = tmp_path / "board.sqlite"
-    result = world.cli("import", str(out), str(world.bundles["tiny"]), "--db", str(target),
-                       "--tasks-dir", str(world.tasks))  # fmt: skip
+    result = world.cli(
+        "import",
+        str(out),
+        str(world.bundles["tiny"]),
+        "--db",
+        str(target),
+        "--tasks-dir",
+        str(world.tasks),
+    )
     assert result.exit_code == 0 and "1 partial (never ranked)" in result.stdout, result.describe()
     result = world.cli("leaderboard", "--db", str(target))
     assert result.exit_code == 0, result.describe()
@@ -290,12 +327,30 @@ def test_rescore_passes_a_genuine_bundle_and_names_the_first_example_of_another_
 ) -> None:
     from bench.bundle.rescore import TOLERANCE, sample_rows
 
-    result = world.cli("validate", str(world.bundles["tiny"]), "--rescore", "20", "--model",
-                       str(world.model), "--tasks-dir", str(world.tasks), timeout=300)  # fmt: skip
+    result = world.cli(
+        "validate",
+        str(world.bundles["tiny"]),
+        "--rescore",
+        "20",
+        "--model",
+        str(world.model),
+        "--tasks-dir",
+        str(world.tasks),
+        timeout=300,
+    )
     assert result.exit_code == 0, result.describe()
     assert "rescored 26 sampled examples (up to 20 per run" in result.stdout  # 20 + 6 attacked
-    result = world.cli("validate", str(world.bundles["lm"]), "--rescore", "20", "--model",
-                       str(world.lm), "--tasks-dir", str(world.tasks), timeout=300)  # fmt: skip
+    result = world.cli(
+        "validate",
+        str(world.bundles["lm"]),
+        "--rescore",
+        "20",
+        "--model",
+        str(world.lm),
+        "--tasks-dir",
+        str(world.tasks),
+        timeout=300,
+    )
     assert result.exit_code == 0 and "rescored 40 sampled" in result.stdout, result.describe()
 
     # Another model, same labels, same task: its rows under the first model's name.
@@ -303,8 +358,20 @@ def test_rescore_passes_a_genuine_bundle_and_names_the_first_example_of_another_
     db = tmp_path / "other.sqlite"
     bh.populate(db, world.tasks / "bundle_nli.yaml", other, attack=False)
     honest = tmp_path / "other.zip"
-    assert world.cli("submit", "-m", "tiny", "--db", str(db), "--out", str(honest),
-                     "--tasks-dir", str(world.tasks)).exit_code == 0  # fmt: skip
+    assert (
+        world.cli(
+            "submit",
+            "-m",
+            "tiny",
+            "--db",
+            str(db),
+            "--out",
+            str(honest),
+            "--tasks-dir",
+            str(world.tasks),
+        ).exit_code
+        == 0
+    )
     genuine = bh.manifest_of(bh.read_zip(world.bundles["tiny"]))
     forged = tmp_path / "forged.zip"
     bh.write_zip(_forge_model(bh.read_zip(honest), genuine), forged)
@@ -312,8 +379,17 @@ def test_rescore_passes_a_genuine_bundle_and_names_the_first_example_of_another_
     result = world.cli("validate", str(forged), "--tasks-dir", str(world.tasks))
     assert result.exit_code == 0, result.describe()
     # ...until the model it names answers.
-    result = world.cli("validate", str(forged), "--rescore", "20", "--model", str(world.model),
-                       "--tasks-dir", str(world.tasks), timeout=300)  # fmt: skip
+    result = world.cli(
+        "validate",
+        str(forged),
+        "--rescore",
+        "20",
+        "--model",
+        str(world.model),
+        "--tasks-dir",
+        str(world.tasks),
+        timeout=300,
+    )
     line = assert_one_line_error(result, ["rescore"])
     (run,) = bh.manifest_of(bh.read_zip(forged))["runs"]
     with ResultStore(db, readonly=True) as b, ResultStore(world.db, readonly=True) as a:
@@ -329,17 +405,35 @@ def test_rescore_passes_a_genuine_bundle_and_names_the_first_example_of_another_
     assert f"example uid {first.uid} (idx {first.idx}) disagrees with model 'tiny'" in line
     assert f"{len(differing)} of 20 sampled examples disagree" in line
     # The wrong model folder is refused by its hash before anything runs.
-    result = world.cli("validate", str(forged), "--rescore", "5", "--model", str(other),
-                       "--tasks-dir", str(world.tasks))  # fmt: skip
+    result = world.cli(
+        "validate",
+        str(forged),
+        "--rescore",
+        "5",
+        "--model",
+        str(other),
+        "--tasks-dir",
+        str(world.tasks),
+    )
     assert_one_line_error(result, ["is not the one the bundle names"])
     # A local model is not guessed: the rescore asks for its folder.
     result = world.cli("validate", str(forged), "--rescore", "5", "--tasks-dir", str(world.tasks))
     assert_one_line_error(result, ["pass --model PATH"])
     # Rescored on import: the provenance says so.
     target = tmp_path / "board.sqlite"
-    result = world.cli("import", str(world.bundles["tiny"]), "--rescore", "3", "--model",
-                       str(world.model), "--db", str(target), "--tasks-dir", str(world.tasks),
-                       timeout=300)  # fmt: skip
+    result = world.cli(
+        "import",
+        str(world.bundles["tiny"]),
+        "--rescore",
+        "3",
+        "--model",
+        str(world.model),
+        "--db",
+        str(target),
+        "--tasks-dir",
+        str(world.tasks),
+        timeout=300,
+    )
     assert result.exit_code == 0 and "(rescored)" in result.stdout, result.describe()
     assert {r.provenance for r in _rows(target)} == {"rescored"}
     assert "§§" in world.cli("leaderboard", "--db", str(target)).stdout
@@ -362,8 +456,18 @@ def test_model_index_and_lm_eval_exports_carry_the_leaderboard_numbers(
     for model in ("tiny", "lm"):
         index_file, lm_file = tmp_path / f"{model}.yaml", tmp_path / f"{model}.json"
         for kind, out in (("model-index", index_file), ("lm-eval", lm_file)):
-            result = world.cli("export", kind, "-m", model, "--db", str(world.db), "--out",
-                               str(out), "--tasks-dir", str(world.tasks))  # fmt: skip
+            result = world.cli(
+                "export",
+                kind,
+                "-m",
+                model,
+                "--db",
+                str(world.db),
+                "--out",
+                str(out),
+                "--tasks-dir",
+                str(world.tasks),
+            )
             assert result.exit_code == 0, result.describe()
         index = yaml.safe_load(index_file.read_text(encoding="utf-8"))
         with lm_file.open(encoding="utf-8") as handle:
@@ -379,13 +483,18 @@ def test_model_index_and_lm_eval_exports_carry_the_leaderboard_numbers(
             name = "accuracy_under_attack" if "@typos" in column else "accuracy"
             (metric,) = [m for m in result_["metrics"] if m["type"] == name]
             assert (metric["value"], metric["args"]["ci_low"], metric["args"]["ci_high"]) == (
-                row["value"], row["low"], row["high"],
-            )  # fmt: skip
+                row["value"],
+                row["low"],
+                row["high"],
+            )
             assert metric["args"]["n"] == row["n"] and metric["args"]["confidence"] == 0.95
             short = {"accuracy": "acc"}.get(name, name)
             got = lm_eval["results"][column]
-            assert (got[f"{short},none"], got[f"{short}_ci_low,none"],
-                    got[f"{short}_ci_high,none"]) == (row["value"], row["low"], row["high"])  # fmt: skip
+            assert (
+                got[f"{short},none"],
+                got[f"{short}_ci_low,none"],
+                got[f"{short}_ci_high,none"],
+            ) == (row["value"], row["low"], row["high"])
             assert lm_eval["n-samples"][column] == {"original": 39, "effective": row["n"]}
             assert lm_eval["versions"][column] == "1"
             assert set(lm_eval["configs"][column]) >= {"task", "num_fewshot", "metric_list"}
@@ -393,8 +502,14 @@ def test_model_index_and_lm_eval_exports_carry_the_leaderboard_numbers(
         members = bh.read_zip(world.bundles[model])
         assert yaml.safe_load(members["interop/model-index.yaml"]) == index
         assert json.loads(members["interop/lm-eval-results.json"]) == lm_eval
-        result = world.cli("export", "lm-eval", "--bundle", str(world.bundles[model]),
-                           "--tasks-dir", str(world.tasks))  # fmt: skip
+        result = world.cli(
+            "export",
+            "lm-eval",
+            "--bundle",
+            str(world.bundles[model]),
+            "--tasks-dir",
+            str(world.tasks),
+        )
         assert json.loads(result.stdout) == lm_eval
 
 
@@ -478,8 +593,17 @@ def test_runs_record_key_parts_and_older_runs_are_rebuilt(world: World, tmp_path
         conn.execute("DELETE FROM run_key_parts")
     out = tmp_path / "rebuilt.zip"
     for model in ("tiny", "lm"):
-        result = world.cli("submit", "-m", model, "--db", str(db), "--out", str(out),
-                           "--tasks-dir", str(world.tasks))  # fmt: skip
+        result = world.cli(
+            "submit",
+            "-m",
+            model,
+            "--db",
+            str(db),
+            "--out",
+            str(out),
+            "--tasks-dir",
+            str(world.tasks),
+        )
         assert result.exit_code == 0, result.describe()
         assert world.cli("validate", str(out), "--tasks-dir", str(world.tasks)).exit_code == 0
         original = bh.manifest_of(bh.read_zip(world.bundles[model]))["runs"]

@@ -716,6 +716,12 @@ def _check_row_values(
                 found.append(f"{name}: answer {r.pred} is not one of its {len(r.scores)} choices")
             elif len(r.choices) != len(r.scores):
                 found.append(f"{name}: {len(r.scores)} scores for {len(r.choices)} choices")
+            elif r.pred != _argmax(r.scores):
+                # Raw accuracy's answer is the highest-scored choice, ties to the first
+                # (bench.models.causal.choose; the NLI adapter's scores are monotone in its).
+                found.append(
+                    f"{name}: answer {r.pred} is not its highest-scored choice {_argmax(r.scores)}"
+                )
             elif r.correct != (r.pred == r.label) or r.correct_norm != (r.pred_norm == r.label):
                 found.append(
                     f"{name}: marked {'correct' if r.correct else 'wrong'} against its own answer"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,7 @@ def read_members(path: Path, limits: Limits | None = None) -> dict[str, bytes]:
             return {info.filename: _read_member(zf, info, where) for info in infos}
     except BundleReadError:
         raise
-    except (zipfile.BadZipFile, EOFError) as exc:
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "damaged"
         raise BundleReadError(
             f"{where} is not a readable zip file ({shown(reason, 60)}: truncated or damaged)"
