@@ -1369,9 +1369,21 @@ def submit(
     )
 
 
+BundleTaskOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--task",
+        "-t",
+        help="The local definition of a task the bundle names: name or YAML (repeatable; "
+        "default: each task by name among the known tasks).",
+    ),
+]
+
+
 @app.command("validate")
 def validate(
     bundles: Annotated[list[Path], typer.Argument(help="Bundles to check (NAME.zip).")],
+    task: BundleTaskOption = None,
     rescore: RescoreOption = 0,
     model: RescoreModelOption = None,
     device: Annotated[str, typer.Option(help="With --rescore: auto, cpu, cuda, cuda:N or mps.")] = (
@@ -1390,8 +1402,8 @@ def validate(
     problems: list[str] = []
     for path in bundles:
         report = check(
-            path, tasks_dir=tasks_dir or [], rescore=rescore, model=model, device=device,
-            seed=seed,
+            path, tasks_dir=tasks_dir or [], tasks=task or [], rescore=rescore, model=model,
+            device=device, seed=seed,
         )  # fmt: skip
         for note in report.notes:
             _echo(note)
@@ -1407,6 +1419,7 @@ def validate(
 @app.command("import")
 def import_bundles(
     bundles: Annotated[list[Path], typer.Argument(help="Bundles to import (NAME.zip).")],
+    task: BundleTaskOption = None,
     rescore: RescoreOption = 0,
     model: RescoreModelOption = None,
     device: Annotated[str, typer.Option(help="With --rescore: auto, cpu, cuda, cuda:N or mps.")] = (
@@ -1429,8 +1442,8 @@ def import_bundles(
         problems: list[str] = []
         for path in bundles:
             report = check(
-                path, tasks_dir=tasks_dir or [], rescore=rescore, model=model, device=device,
-                seed=seed,
+                path, tasks_dir=tasks_dir or [], tasks=task or [], rescore=rescore,
+                model=model, device=device, seed=seed,
             )  # fmt: skip
             reports.append(report)
             prefix = f"{path.name}: " if len(bundles) > 1 else ""
@@ -1458,7 +1471,7 @@ def _interop_manifest(
     if bundle is not None:
         from bench.bundle.validate import validate as check
 
-        report = check(bundle, tasks_dir=tasks_dir)
+        report = check(bundle, tasks_dir=tasks_dir, tasks=task or [])
         if not report.ok or report.manifest is None:
             raise BenchError(f"{bundle.name} is not a valid bundle: {report.problems[0]}")
         data: dict[str, Any] = report.manifest.model_dump(mode="json")

@@ -9,7 +9,7 @@ and that it is written canonically, so one row has exactly one byte form.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -122,7 +122,7 @@ def parse_rows(data: bytes, table: str, where: str) -> ParsedRows:
     for number, line in enumerate(lines, 1):
         leaves.append(merkle.leaf(line.encode("utf-8")))
         try:
-            value = canonical.loads(line)
+            value = canonical.loads_flat(line)
         except canonical.JSONFormatError as exc:
             problems.append(f"{where} line {number}: {exc}")
             continue
@@ -176,7 +176,3 @@ def parse_leaves(data: bytes) -> list[str] | None:
     if any(len(h) != 64 or any(c not in "0123456789abcdef" for c in h) for h in lines):
         return None
     return lines
-
-
-def iter_row_kinds() -> Iterator[tuple[str, RowTable[Any]]]:
-    yield from KIND_TABLES.items()

@@ -369,15 +369,27 @@ def _locate_changes(
 # Tasks, settings, completeness
 
 
-def _load_tasks(report: Report, manifest: BundleManifest, tasks_dir: Sequence[Path]) -> None:
+def _load_tasks(
+    report: Report, manifest: BundleManifest, tasks_dir: Sequence[Path], given: Sequence[str]
+) -> None:
+    """The local tasks the bundle's name: ``given`` (names or YAML paths, as ``--task``
+    takes them) first, then by name among the known tasks."""
     from bench.tasks import get_task, load_task_data
 
     names = [t.name for t in manifest.tasks]
     if len(set(names)) != len(names):
         report.add(TASKS, "manifest.json lists a task twice")
+    chosen = {}
+    for text in given:
+        try:
+            item = get_task(text, tasks_dir)
+        except BenchError as exc:
+            report.add(TASKS, f"--task {shown(text, 60)}: {exc}")
+            continue
+        chosen[item.spec.name] = item
     for info in manifest.tasks:
         try:
-            item = get_task(info.name, tasks_dir)
+            item = chosen.get(info.name) or get_task(info.name, tasks_dir)
             data = load_task_data(item.spec, item.base_dir)
         except BenchError as exc:
             report.add(TASKS, f"task {shown(info.name, 40)}: not available here ({exc})")
@@ -812,6 +824,7 @@ def validate(
     path: Path,
     *,
     tasks_dir: Sequence[Path] = (),
+    tasks: Sequence[str] = (),
     rescore: int = 0,
     model: str | None = None,
     device: str = "auto",
@@ -845,7 +858,7 @@ def validate(
     keys = [r.key for r in manifest.runs]
     if len(set(keys)) != len(keys):
         report.add(RUNS, "manifest.json lists a run twice")
-    _load_tasks(report, manifest, tasks_dir)
+    _load_tasks(report, manifest, tasks_dir, tasks)
     by_key = {r.key: r for r in manifest.runs}
     for run in manifest.runs:
         config = _check_run(report, manifest, run, by_key)
