@@ -976,7 +976,9 @@ def runs_show(
     key: Annotated[str, typer.Argument(help="Run key or unique prefix.")],
     db: DbOption = None,
 ) -> None:
-    """Everything stored about one run: record, settings, names, members, error, metrics."""
+    """Everything stored about one run: record, settings, names, members, error, metrics, key
+    parts and provenance."""
+    import dataclasses
     import json
 
     from bench.engine import run_metrics
@@ -1015,6 +1017,10 @@ def runs_show(
                 n: {"value": m.value, "low": m.low, "high": m.high} for n, m in metrics.items()
             },
         }
+        # Submission bundles (issue 14): what the key hashes, and where an imported run came from.
+        info["key_parts"] = store.key_parts(r.run_key)
+        source = store.provenance([r.run_key]).get(r.run_key)
+        info["provenance"] = dataclasses.asdict(source) if source is not None else "local"
     _echo(json.dumps(info, indent=2, ensure_ascii=False))
 
 

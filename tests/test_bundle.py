@@ -690,3 +690,81 @@ def test_submit_validate_and_import_refuse_in_one_line(world: World, tmp_path: P
     assert_one_line_error(result, ["bad.zip: bad.zip is not a readable zip file"])
     with ResultStore(target, readonly=True) as store:
         assert store.runs(status=None) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Model cards, --run, hostile names, harness versions
+
+
+def test_submit_run_computes_missing_runs_and_carries_the_model_card(
+    world: World, tmp_path: Path
+) -> None:
+    model = tmp_path / "carded"
+    shutil.copytree(world.model, model)
+    card = {"base": "tiny", "dev_accuracy": 0.5, "lr": 1e-4, "curve": [float("nan"), 0.25]}
+    (model / "bench_model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    (model / "README.md").write_text("# carded\n\nA tiny model.\n", encoding="utf-8")
+    db, out = tmp_path / "fresh.sqlite", tmp_path / "carded.zip"
+    result = world.cli(
+        "submit", "-m", f"carded={model}", "-t", str(world.tasks / "bundle_nli.yaml"), "--run",
+        "--suite", "typos", "--db", str(db), "--out", str(out), "--no-progress", timeout=300,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.describe()
+    members = bh.read_zip(out)
+    manifest = bh.manifest_of(members)
+    assert {r["kind"] for r in manifest["runs"]} == {"eval", "attack", "suite"}
+    assert manifest["model"]["card"] == {**card, "curve": [None, 0.25]}  # NaN has no JSON
+    assert manifest["model"]["card_file"] == "model/README.md"
+    assert members["model/README.md"] == b"# carded\n\nA tiny model.\n"
+    assert (
+        manifest["model"]["hash"]
+        == bh.manifest_of(bh.read_zip(world.bundles["tiny"]))["model"]["hash"]
+    )
+    assert (
+        world.cli("validate", str(out), "-t", str(world.tasks / "bundle_nli.yaml")).exit_code == 0
+    )
+    # A changed card is a changed file.
+    members["model/README.md"] = b"# carded\n\nThe best model ever.\n"
+    bh.write_zip(members, tmp_path / "recarded.zip")
+    result = world.cli("validate", str(tmp_path / "recarded.zip"), "--tasks-dir", str(world.tasks))
+    assert_one_line_error(result, ["model/README.md: its SHA-256 is not the one in the manifest"])
+
+
+def test_hostile_names_are_escaped_where_they_are_rendered(world: World, tmp_path: Path) -> None:
+    members = bh.read_zip(world.bundles["tiny"])
+    manifest = bh.manifest_of(members)
+    name = "<script>alert('x')</script>|\\textbf{x}"
+    manifest["model"]["name"] = name
+    path = tmp_path / "hostile.zip"
+    bh.write_zip(bh.reseal(members, manifest), path)
+    target = tmp_path / "board.sqlite"
+    result = world.cli("import", str(path), "--db", str(target), "--tasks-dir", str(world.tasks))
+    assert result.exit_code == 0, result.describe()
+    page = world.cli("leaderboard", "--db", str(target), "-f", "html").stdout
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    markdown = world.cli("leaderboard", "--db", str(target)).stdout
+    assert "\\<script>" in markdown and "\\|" in markdown
+    latex = world.cli("leaderboard", "--db", str(target), "-f", "latex").stdout
+    assert "\\textbackslash{}textbf" in latex and "\\S{}" in latex
+    shown = json.loads(world.cli("runs", "show", manifest["runs"][0]["key"][:12], "--db",
+                                 str(target)).stdout)  # fmt: skip
+    assert shown["provenance"]["source"] == "imported" and shown["names"] == [name]
+    assert shown["provenance"]["bundle_name"] == "hostile.zip"
+    assert shown["key_parts"] == manifest["runs"][0]["key_parts"]
+
+
+def test_harness_versions_are_checked() -> None:
+    from bench._version import __version__
+    from bench.bundle.validate import harness_problem
+
+    major, minor, patch = (int(x) for x in __version__.split(".")[:3])
+    assert harness_problem(__version__, "b.zip") is None
+    assert harness_problem(f"{major}.{minor}.{patch + 1}", "b.zip") is not None  # newer
+    newer = harness_problem(f"{major + 1}.0.0", "b.zip")
+    assert newer is not None and "newer than this harness" in newer
+    if major == 0 and minor > 0:  # 0.x: another minor version is another format
+        older = harness_problem(f"0.{minor - 1}.9", "b.zip")
+        assert older is not None and "reads bundles of" in older
+    if patch > 0:
+        assert harness_problem(f"{major}.{minor}.{patch - 1}", "b.zip") is None
+    assert "not a version" in str(harness_problem("banana", "b.zip"))
