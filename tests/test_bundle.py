@@ -768,3 +768,39 @@ def test_harness_versions_are_checked() -> None:
     if patch > 0:
         assert harness_problem(f"{major}.{minor}.{patch - 1}", "b.zip") is None
     assert "not a version" in str(harness_problem("banana", "b.zip"))
+
+
+@pytest.mark.slow
+def test_the_default_models_leaderboard_round_trips(
+    default_models: dict[str, Path], tmp_path: Path, torch_one_thread: None
+) -> None:
+    """The default models' leaderboard (clean, under the typos suite, and the default causal LM
+    prompted) through bundles into an empty store: the same cells."""
+    import bench
+    from bench.attacks.specs import AttackConfig
+
+    db = tmp_path / "default.sqlite"
+    nli, sentiment = default_models["minilm-nli"], default_models["minilm-sentiment"]
+    tasks = ["analytic_entailment", "epistemic_reasoning"]
+    bench.run(tasks, [f"minilm-nli={nli}"], db=db, suites=["typos"],
+              attack_config=AttackConfig(limit=10, max_length=128))  # fmt: skip
+    bench.run(["vader_tweets"], [f"minilm-sentiment={sentiment}"], db=db, suites=["typos"],
+              attack_config=AttackConfig(limit=10, max_length=64))  # fmt: skip
+    bench.prompt(["smollm2"], ["analytic_entailment"], shots=[0], templates=[1], db=db)
+    target = tmp_path / "board.sqlite"
+    for name in ("minilm-nli", "minilm-sentiment", "smollm2-135m-instruct"):
+        out = tmp_path / f"{name}.zip"
+        result = run_cli(["submit", "-m", name, "--db", str(db), "--out", str(out)])
+        assert result.exit_code == 0, result.describe()
+        result = run_cli(["import", str(out), "--db", str(target)], timeout=120)
+        assert result.exit_code == 0, result.describe()
+    source, imported = _rows(db), _rows(target)
+    assert {r.label for r in source} >= {
+        "analytic_entailment", "epistemic_reasoning@typos", "vader_tweets@typos",
+        "analytic_entailment@0shot",
+    }  # fmt: skip
+    assert _cells(imported) == _cells(source)
+    from bench.report.leaderboard import render
+
+    plain = [dataclasses.replace(r, provenance=None) for r in imported]
+    assert render(plain, "markdown") == render(source, "markdown")

@@ -56,7 +56,6 @@ class Report:
     rows when they could be read, and the local task data used."""
 
     path: Path
-    problems: list[str] = field(default_factory=list)
     manifest: BundleManifest | None = None
     rows: dict[str, list[Any]] = field(default_factory=dict)
     tasks: dict[str, TaskData] = field(default_factory=dict)
@@ -66,12 +65,16 @@ class Report:
     _ordered: list[tuple[int, int, str]] = field(default_factory=list, repr=False)
 
     @property
+    def problems(self) -> list[str]:
+        """Every problem found, one line each, the most specific first."""
+        return [text for _, _, text in sorted(self._ordered)]
+
+    @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self._ordered
 
     def add(self, priority: int, text: str) -> None:
         self._ordered.append((priority, len(self._ordered), text))
-        self.problems = [t for _, _, t in sorted(self._ordered)]
 
 
 class RowSource:
@@ -246,9 +249,7 @@ def _check_files(report: Report, manifest: BundleManifest, members: dict[str, by
     return bad
 
 
-def _check_rows(
-    report: Report, manifest: BundleManifest, members: dict[str, bytes], bad: set[str]
-) -> None:
+def _check_rows(report: Report, manifest: BundleManifest, members: dict[str, bytes]) -> None:
     roots: list[tuple[str, str]] = []
     total = 0
     for run in manifest.runs:
@@ -848,7 +849,7 @@ def validate(
     if problem is not None:
         report.add(COMPAT, problem)
     bad = _check_files(report, manifest, members)
-    _check_rows(report, manifest, members, bad)
+    _check_rows(report, manifest, members)
     for path_ in sorted(bad):
         if path_ in members:
             report.add(

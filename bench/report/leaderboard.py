@@ -48,11 +48,16 @@ N_NOTE = "n: examples per cell (in the column header when all its cells share on
 IMPORTED = "§"
 RESCORED = "§§"
 PROVENANCE_MARKS = {"imported": IMPORTED, "rescored": RESCORED}
-PROVENANCE_NOTE = (
-    f"{IMPORTED} imported from a submission bundle whose hashes, Merkle root, completeness and "
-    f"metrics were verified; {RESCORED} also rescored (sampled examples recomputed with the "
-    "named model)"
-)
+PROVENANCE_NOTES = {
+    "imported": (
+        f"{IMPORTED} imported from a submission bundle whose hashes, Merkle root, completeness "
+        "and metrics were verified"
+    ),
+    "rescored": (
+        f"{RESCORED} imported from a verified submission bundle and rescored (sampled examples "
+        "recomputed with the named model)"
+    ),
+}
 LONG_COLUMNS = (
     "model",
     "column",
@@ -322,8 +327,9 @@ def _footnote(rows: Sequence[ResultRow], metric: str) -> str:
         note += f" {SPREAD_NOTE}."
     if any(r.is_degenerate for r in rows):
         note += f" {DEGENERATE} {DEGENERATE_NOTE}."
-    if any(r.provenance in PROVENANCE_MARKS for r in rows):
-        note += f" {PROVENANCE_NOTE}."
+    for source, text in PROVENANCE_NOTES.items():
+        if any(r.provenance == source for r in rows):
+            note += f" {text}."
     return note
 
 
