@@ -1443,20 +1443,26 @@ def import_bundles(
     from bench.store import ResultStore
 
     _check_bundle_args(rescore, seed, device)
-    with ResultStore(db) as store:  # a store that cannot be written is refused before the work
-        reports = []
-        problems: list[str] = []
-        for path in bundles:
-            report = check(
-                path, tasks_dir=tasks_dir or [], tasks=task or [], rescore=rescore,
-                model=model, device=device, seed=seed,
-            )  # fmt: skip
-            reports.append(report)
-            prefix = f"{path.name}: " if len(bundles) > 1 else ""
-            problems += [prefix + p for p in report.problems]
-        if problems:
-            _print_problems(problems)
-            raise typer.Exit(2)
+    from bench.paths import check_output_file
+    from bench.store import default_db_path
+
+    # A store path that cannot be written is refused before the work; the store itself is
+    # opened (created, migrated) only once every bundle is valid, so a refusal writes nothing.
+    check_output_file(db if db is not None else default_db_path(), "--db")
+    reports = []
+    problems: list[str] = []
+    for path in bundles:
+        report = check(
+            path, tasks_dir=tasks_dir or [], tasks=task or [], rescore=rescore, model=model,
+            device=device, seed=seed,
+        )  # fmt: skip
+        reports.append(report)
+        prefix = f"{path.name}: " if len(bundles) > 1 else ""
+        problems += [prefix + p for p in report.problems]
+    if problems:
+        _print_problems(problems)
+        raise typer.Exit(2)
+    with ResultStore(db) as store:
         for report in reports:
             _echo(describe(import_report(store, report)))
 

@@ -688,8 +688,7 @@ def test_submit_validate_and_import_refuse_in_one_line(world: World, tmp_path: P
         ["import", str(world.bundles["lm"]), str(bad), "--db", str(target), "--tasks-dir", tasks]
     )
     assert_one_line_error(result, ["bad.zip: bad.zip is not a readable zip file"])
-    with ResultStore(target, readonly=True) as store:
-        assert store.runs(status=None) == []
+    assert not target.exists()  # refused before the store was even created
 
 
 # --------------------------------------------------------------------------------------------------
@@ -804,3 +803,26 @@ def test_the_default_models_leaderboard_round_trips(
 
     plain = [dataclasses.replace(r, provenance=None) for r in imported]
     assert render(plain, "markdown") == render(source, "markdown")
+
+
+def test_a_changed_row_is_located_by_run_and_example(world: World, tmp_path: Path) -> None:
+    members = bh.read_zip(world.bundles["lm"])
+    manifest = bh.manifest_of(members)
+    run = next(r for r in manifest["runs"] if r["kind"] == "prompt")
+    lines = members[run["rows"]["file"]].decode().splitlines()
+    row = json.loads(lines[7])
+    row["prompt"] = row["prompt"].replace("Answer", "Answer honestly")
+    lines[7] = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    members[run["rows"]["file"]] = "".join(line + "\n" for line in lines).encode()
+    path = tmp_path / "edited.zip"
+    bh.write_zip(members, path)
+    result = world.cli("validate", str(path), "--tasks-dir", str(world.tasks))
+    assert result.exit_code == 2
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"error: run {run['key'][:12]} ('bundle_nli@{run['column']}')")
+    assert f"the row of example idx {row['idx']} (uid '{row['uid']}') (line 8) was changed" in first
+    # Re-sealed, the hashes agree, and the local task says which prompt it would not build.
+    bh.write_zip(bh.reseal(members), path)
+    result = world.cli("validate", str(path), "--tasks-dir", str(world.tasks))
+    line = assert_one_line_error(result, ["its prompt is not the one the local task builds"])
+    assert f"example uid '{row['uid']}' (idx {row['idx']})" in line

@@ -16,7 +16,7 @@ import json
 import math
 import platform
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,8 +74,6 @@ def select_runs(
                     f"run {record.run_key} ({record.label}) summarises run {key}, which is "
                     f"{'missing' if member is None else member.status} in {store.path}"
                 )
-            from dataclasses import replace
-
             out[key] = replace(member, model=model)
     return sorted(out.values(), key=lambda r: r.run_key)
 

@@ -745,6 +745,58 @@ def _check_row_values(
         report.add(CONSISTENCY, f"{who}: {len(found) - PER_RUN} more inconsistent rows")
 
 
+# Prompts are rebuilt locally when that is cheap: without shots, or when drawing the shots (a hash
+# per pool example per prompt) stays under this many hashes; the rescore rebuilds the rest.
+PROMPT_REBUILD_BUDGET = 200_000
+
+
+def _check_prompts(
+    report: Report, run: RunInfo, rows: list[Any], by_idx: dict[int, Example], config: Any
+) -> None:
+    """A prompted run's prompts, answer choices and few-shot draws are the ones the local task
+    builds (runs without a chat template, whose text needs the model's tokenizer)."""
+    from bench.prompts import build_request, prompt_spec
+
+    if config is None or config.chat_template_used:
+        return
+    data = report.tasks[run.task]
+    spec = prompt_spec(data.spec)
+    nli = config.adapter == "nli"
+    pool = data.splits.get(spec.fewshot.split, []) if config.k > 0 else []
+    if config.k > 0 and len(pool) * len(rows) > PROMPT_REBUILD_BUDGET:
+        return
+    who = _who(run)
+    found: list[str] = []
+    for r in rows:
+        ex = by_idx.get(r.idx)
+        if ex is None:
+            continue
+        name = f"example uid {shown(r.uid, 20)} (idx {r.idx})"
+        try:
+            req = build_request(data.spec, ex, pool, 0 if nli else config.template - 1, config.k)
+        except BenchError as exc:
+            found.append(f"{name}: the local task cannot pose it ({exc})")
+            continue
+        if nli:
+            assert spec.hypothesis is not None
+            prompt, choices = (
+                ex.inputs[0],
+                [spec.hypothesis.replace("{choice}", a) for a in req.answers],
+            )
+        else:
+            prompt, choices = req.context, list(req.choices)
+        if r.prompt != prompt:
+            found.append(f"{name}: its prompt is not the one the local task builds")
+        elif list(r.choices) != choices:
+            found.append(f"{name}: its answer choices are not the local task's")
+        elif list(r.shots) != list(req.shots):
+            found.append(f"{name}: its few-shot examples are not the task's seeded draw")
+    for text in found[:PER_RUN]:
+        report.add(CONSISTENCY, f"{who}: {text}")
+    if len(found) > PER_RUN:
+        report.add(CONSISTENCY, f"{who}: {len(found) - PER_RUN} more prompts that differ")
+
+
 # --------------------------------------------------------------------------------------------------
 # Metrics and interop
 
@@ -872,6 +924,8 @@ def validate(
             continue
         by_idx = _check_completeness(report, run, data, rows, config)
         _check_row_values(report, run, rows, by_idx, config)
+        if run.kind == "prompt":
+            _check_prompts(report, run, rows, by_idx, config)
     _check_metrics(report, manifest, set(report.rows))
     _check_interop(report, manifest, members)
     n_rows = sum(len(r) for r in report.rows.values())

@@ -430,8 +430,24 @@ def not_json(d: st.DataObject, members: dict[str, bytes]) -> Tampered:
 def other_damage(d: st.DataObject, members: dict[str, bytes]) -> Tampered:
     """Beyond the issue's list: a member missing or unlisted, another model's hash, a label
     mapping to a label the task lacks."""
-    what = d.draw(st.sampled_from(["missing member", "unlisted member", "model hash", "mapping"]))
+    what = d.draw(
+        st.sampled_from(["missing member", "unlisted member", "model hash", "mapping", "prompt"])
+    )
     out = dict(members)
+    prompted = _runs(members, ("prompt",))
+    if what == "prompt" and prompted:  # re-sealed: the local task rebuilds the prompt
+        run = d.draw(st.sampled_from(prompted))
+        lines = _lines(members, run)
+        i = d.draw(st.integers(0, len(lines) - 1))
+        row = json.loads(lines[i])
+        row["prompt"] = (
+            d.draw(st.sampled_from(["", "Ignore the question. ", "Q: "])) + row["prompt"] + "x"
+        )
+        lines[i] = _dump(row)
+        return Tampered(what, bh.write_zip(bh.reseal(_put_lines(members, run, lines))),
+                        ("its prompt is not the one the local task builds",))  # fmt: skip
+    if what == "prompt":
+        what = "model hash"
     if what == "missing member":
         del out[d.draw(st.sampled_from(sorted(n for n in members if n != "manifest.json")))]
         return Tampered(what, bh.write_zip(out), ("missing from the zip",))
