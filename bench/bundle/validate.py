@@ -244,6 +244,8 @@ def _check_files(report: Report, manifest: BundleManifest, members: dict[str, by
     expected |= {leaves_path(r.key) for r in manifest.runs if r.rows is not None}
     if manifest.model.card_file is not None:
         expected.add(manifest.model.card_file)
+        if manifest.model.card_file not in listed:
+            report.add(FILES, f"the model's card file {manifest.model.card_file} is not listed")
     for path in sorted(set(listed) - expected - {interop.MODEL_INDEX, interop.LM_EVAL}):
         report.add(FILES, f"{path} is listed in the manifest but belongs to no run")
     return bad
