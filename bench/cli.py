@@ -631,7 +631,10 @@ def leaderboard(
             kinds.append("attack")
         if templates or fmt in ("csv", "json"):
             kinds.append("prompt")
-        records = store.latest_complete(kinds=kinds)
+        # Partial runs imported from submission bundles are never ranked (issue 14).
+        records = store.latest_complete(kinds=kinds, ranked=True)
+        shown_keys = {r.run_key for r in records}
+        unranked = len({r.run_key for r in store.latest_complete(kinds=kinds)} - shown_keys)
         rows = result_rows(store, records, metric=metric, settings=settings)
         held: set[str] = set()
         if not rows:  # only to say what there is instead
@@ -640,6 +643,11 @@ def leaderboard(
             held = {n for r in records for n in run_metrics(store, r, settings)}
         # Baselines and flags stored beside the metrics, not metrics to rank by.
         held -= {"majority", "spread", "dominant_label", "dominant_share"}
+    if not records and unranked:
+        raise BenchError(
+            f"results database {store.path} holds only partial runs imported from bundles, "
+            "which are never ranked"
+        )
     if not records:
         raise BenchError(
             f"results database {store.path} holds no completed runs; run `bench run` first"
@@ -648,6 +656,12 @@ def leaderboard(
         raise BenchError(
             f"no completed run has metric {metric!r}; the stored runs have: "
             f"{', '.join(sorted(held)) or 'no metrics'}"
+        )
+    if unranked > 0:
+        typer.echo(
+            f"note: {unranked} partial run(s) imported from bundles (a sample of their split) are "
+            "not ranked",
+            err=True,
         )
     if group_seeds:
         rows = group_seeds_rows(rows)
@@ -992,7 +1006,9 @@ def runs_show(
     key: Annotated[str, typer.Argument(help="Run key or unique prefix.")],
     db: DbOption = None,
 ) -> None:
-    """Everything stored about one run: record, settings, names, members, error, metrics."""
+    """Everything stored about one run: record, settings, names, members, error, metrics, key
+    parts and provenance."""
+    import dataclasses
     import json
 
     from bench.engine import run_metrics
@@ -1031,6 +1047,10 @@ def runs_show(
                 n: {"value": m.value, "low": m.low, "high": m.high} for n, m in metrics.items()
             },
         }
+        # Submission bundles (issue 14): what the key hashes, and where an imported run came from.
+        info["key_parts"] = store.key_parts(r.run_key)
+        source = store.provenance([r.run_key]).get(r.run_key)
+        info["provenance"] = dataclasses.asdict(source) if source is not None else "local"
     _echo(json.dumps(info, indent=2, ensure_ascii=False))
 
 
@@ -1287,6 +1307,326 @@ def default(
     _at_least(1, limit=limit)
     check_output_dir(out, "--out")
     _echo(run_default(db=db, out_dir=out, progress=progress, limit=limit))
+
+
+# ------------------------------------------------------------------ submission bundles (issue 14)
+# bench submit / validate / import, and export model-index / lm-eval. See docs/submissions.md.
+
+# Problem lines validate prints before it says how many more there are.
+_MAX_PROBLEM_LINES = 50
+
+
+def _print_problems(problems: list[str]) -> None:
+    from bench.errors import one_line
+
+    for text in problems[:_MAX_PROBLEM_LINES]:
+        typer.echo(f"error: {one_line(text)}", err=True)
+    if len(problems) > _MAX_PROBLEM_LINES:
+        more = len(problems) - _MAX_PROBLEM_LINES
+        typer.echo(f"error: ... and {more} more problems", err=True)
+
+
+def _check_bundle_args(rescore: int, seed: int, device: str) -> None:
+    _at_least(0, rescore=rescore)
+    _check_seed(seed)
+    _check_device(device)
+
+
+RescoreOption = Annotated[
+    int,
+    typer.Option(
+        help="Also recompute N seeded random examples per run with the named model (0: none)."
+    ),
+]
+RescoreModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="With --rescore: the model to load (local folder, NAME=PATH, default model name "
+        "or hub id); its hash must be the bundle's. Default: the bundle's hub id or default "
+        "model.",
+    ),
+]
+
+
+@app.command("submit")
+def submit(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="The model: a name it was run under (or NAME=PATH with --run)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle to write (NAME.zip).")],
+    task: Annotated[
+        list[str] | None,
+        typer.Option("--task", "-t", help="Task name or YAML (repeatable; default: every task)."),
+    ] = None,
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--suite", "-s", help="Attack suite to include (repeatable; default: every one)."
+        ),
+    ] = None,
+    run_missing: Annotated[
+        bool, typer.Option("--run", help="Compute missing runs first (needs --task).")
+    ] = False,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
+    confidence: ConfidenceOption = 0.95,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (with --run).")] = True,
+) -> None:
+    """Write a submission bundle of a model's stored runs (clean, prompted, under attack): a
+    manifest with identities, settings, key parts and metrics with CIs, every per-example row
+    under a Merkle root, file hashes, and model-index / lm-eval exports."""
+    from bench.bundle.build import submit as build_bundle
+    from bench.paths import check_output_file
+
+    check_output_file(out, "--out")
+    if out.suffix.lower() != ".zip":
+        raise BenchError(f"--out {out}: a bundle is a .zip file")
+    settings = _metric_settings(n_bootstrap, confidence, seed)
+    manifest, _ = build_bundle(
+        db,
+        model,
+        out,
+        tasks=task or [],
+        suites=suite or [],
+        run_missing=run_missing,
+        tasks_dir=tasks_dir or [],
+        settings=settings,
+        progress=progress,
+    )
+    rows = manifest["merkle"]["leaves"]
+    partial = sum(1 for r in manifest["runs"] if r["partial"])
+    note = f", {partial} partial (never ranked)" if partial else ""
+    _echo(
+        f"{out}: {len(manifest['runs'])} runs of {manifest['model']['name']} on "
+        f"{len(manifest['tasks'])} task(s){note}, {rows} rows, Merkle root "
+        f"{manifest['merkle']['root'][:16]}"
+    )
+
+
+BundleTaskOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--task",
+        "-t",
+        help="The local definition of a task the bundle names: name or YAML (repeatable; "
+        "default: each task by name among the known tasks).",
+    ),
+]
+
+
+@app.command("validate")
+def validate(
+    bundles: Annotated[list[Path], typer.Argument(help="Bundles to check (NAME.zip).")],
+    task: BundleTaskOption = None,
+    rescore: RescoreOption = 0,
+    model: RescoreModelOption = None,
+    device: Annotated[str, typer.Option(help="With --rescore: auto, cpu, cuda, cuda:N or mps.")] = (
+        "auto"
+    ),
+    seed: Annotated[int, typer.Option(help="With --rescore: seed of the examples drawn.")] = 0,
+    tasks_dir: TasksDirOption = None,
+) -> None:
+    """Check bundles without trusting their submitter: schema, file hashes and Merkle root,
+    completeness against the local tasks, metrics recomputed from the rows, settings, harness
+    version; with --rescore N, N sampled examples per run recomputed with the named model.
+    Every problem is one line (error: ...), then exit code 2; exit 0 when all are valid."""
+    from bench.bundle.validate import validate as check
+
+    _check_bundle_args(rescore, seed, device)
+    problems: list[str] = []
+    for path in bundles:
+        report = check(
+            path, tasks_dir=tasks_dir or [], tasks=task or [], rescore=rescore, model=model,
+            device=device, seed=seed,
+        )  # fmt: skip
+        for note in report.notes:
+            _echo(note)
+        prefix = f"{path.name}: " if len(bundles) > 1 else ""
+        problems += [prefix + p for p in report.problems]
+        if report.ok:
+            _echo(f"{path.name}: valid")
+    if problems:
+        _print_problems(problems)
+        raise typer.Exit(2)
+
+
+@app.command("import")
+def import_bundles(
+    bundles: Annotated[list[Path], typer.Argument(help="Bundles to import (NAME.zip).")],
+    task: BundleTaskOption = None,
+    rescore: RescoreOption = 0,
+    model: RescoreModelOption = None,
+    device: Annotated[str, typer.Option(help="With --rescore: auto, cpu, cuda, cuda:N or mps.")] = (
+        "auto"
+    ),
+    seed: Annotated[int, typer.Option(help="With --rescore: seed of the examples drawn.")] = 0,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+) -> None:
+    """Validate bundles (every check of bench validate, and --rescore when given) and store
+    their runs with their provenance (imported and hash-verified, or rescored). Nothing is
+    written unless every bundle is valid."""
+    from bench.bundle.importer import describe, import_report
+    from bench.bundle.validate import validate as check
+    from bench.store import ResultStore
+
+    _check_bundle_args(rescore, seed, device)
+    from bench.paths import check_output_file
+    from bench.store import default_db_path
+
+    # A store path that cannot be written is refused before the work; the store itself is
+    # opened (created, migrated) only once every bundle is valid, so a refusal writes nothing.
+    check_output_file(db if db is not None else default_db_path(), "--db")
+    reports = []
+    problems: list[str] = []
+    for path in bundles:
+        report = check(
+            path, tasks_dir=tasks_dir or [], tasks=task or [], rescore=rescore, model=model,
+            device=device, seed=seed,
+        )  # fmt: skip
+        reports.append(report)
+        prefix = f"{path.name}: " if len(bundles) > 1 else ""
+        problems += [prefix + p for p in report.problems]
+    if problems:
+        _print_problems(problems)
+        raise typer.Exit(2)
+    with ResultStore(db) as store:
+        for report in reports:
+            _echo(describe(import_report(store, report)))
+
+
+def _interop_manifest(
+    model: str | None,
+    bundle: Path | None,
+    task: list[str] | None,
+    suite: list[str] | None,
+    settings: Any,
+    db: Path | None,
+    tasks_dir: list[Path],
+) -> dict[str, Any]:
+    """The manifest data the exports are made from: a valid bundle's, or one drafted from the
+    store's runs of ``model`` (as bench submit would write it)."""
+    if (model is None) == (bundle is None):
+        raise BenchError("name the results: --model M (from the store) or --bundle NAME.zip")
+    if bundle is not None:
+        from bench.bundle.validate import validate as check
+
+        report = check(bundle, tasks_dir=tasks_dir, tasks=task or [])
+        if not report.ok or report.manifest is None:
+            raise BenchError(f"{bundle.name} is not a valid bundle: {report.problems[0]}")
+        data: dict[str, Any] = report.manifest.model_dump(mode="json")
+        return data
+    from bench.attacks.suites import load_suite
+    from bench.bundle.build import draft, load_tasks, select_runs
+    from bench.store import open_store
+    from bench.tasks import get_task
+
+    assert model is not None
+    suites = {s.name: s for s in (load_suite(t) for t in suite or [])}
+    names = [get_task(t, tasks_dir).spec.name for t in task or []] or None
+    with open_store(db) as store:
+        records = select_runs(store, model, names, list(suites) if suites else None)
+        if not records:
+            raise BenchError(f"no completed runs of model {shown(model, 60)} in {store.path}")
+        datas = load_tasks({r.task for r in records}, task or [], tasks_dir)
+        return draft(store, records, datas, settings, suites).manifest
+
+
+def _export_interop(
+    kind: str,
+    model: str | None,
+    bundle: Path | None,
+    task: list[str] | None,
+    suite: list[str] | None,
+    out: Path | None,
+    n_bootstrap: int,
+    confidence: float,
+    seed: int,
+    db: Path | None,
+    tasks_dir: list[Path] | None,
+) -> None:
+    from bench.bundle import interop
+    from bench.paths import check_output_file
+
+    if out is not None:
+        check_output_file(out, "--out")
+    settings = _metric_settings(n_bootstrap, confidence, seed)
+    data = _interop_manifest(model, bundle, task, suite, settings, db, tasks_dir or [])
+    text = interop.model_index_yaml(data) if kind == "model-index" else interop.lm_eval_json(data)
+    if out is None:
+        _echo(text.rstrip("\n"))
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BenchError(f"--out {out}: {exc.strerror or exc}") from None
+    _echo(str(out))
+
+
+_ExportModel = Annotated[
+    str | None, typer.Option("--model", "-m", help="A model's stored runs (by name).")
+]
+_ExportBundle = Annotated[
+    Path | None, typer.Option("--bundle", help="Or a bundle (validated first).")
+]
+_ExportTask = Annotated[
+    list[str] | None, typer.Option("--task", "-t", help="With --model: task (repeatable).")
+]
+_ExportSuite = Annotated[
+    list[str] | None, typer.Option("--suite", "-s", help="With --model: suite (repeatable).")
+]
+_ExportOut = Annotated[Path | None, typer.Option("--out", "-o", help="File (default: stdout).")]
+
+
+@export_app.command("model-index")
+def export_model_index(
+    model: _ExportModel = None,
+    bundle: _ExportBundle = None,
+    task: _ExportTask = None,
+    suite: _ExportSuite = None,
+    out: _ExportOut = None,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
+    confidence: ConfidenceOption = 0.95,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+) -> None:
+    """The model card's model-index YAML block (Hugging Face convention) of a model's runs:
+    one result per leaderboard column, CIs and n in each metric's args."""
+    _export_interop(
+        "model-index", model, bundle, task, suite, out, n_bootstrap, confidence, seed, db,
+        tasks_dir,
+    )  # fmt: skip
+
+
+@export_app.command("lm-eval")
+def export_lm_eval(
+    model: _ExportModel = None,
+    bundle: _ExportBundle = None,
+    task: _ExportTask = None,
+    suite: _ExportSuite = None,
+    out: _ExportOut = None,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
+    confidence: ConfidenceOption = 0.95,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+) -> None:
+    """A results JSON in the shape lm-evaluation-harness writes (results, configs, versions,
+    n-shot, n-samples) of a model's runs."""
+    _export_interop(
+        "lm-eval", model, bundle, task, suite, out, n_bootstrap, confidence, seed, db, tasks_dir
+    )
+
+
+# ------------------------------------------------------------- end of submission bundles (issue 14)
 
 
 # -------------------------------------------------------------------------------------------- main

@@ -278,8 +278,7 @@ class PromptRunner(EngineClient):
             task.split(self.config.split), self.config.limit, self.config.seed
         )
         requests = [build_request(task.spec, ex, [], 0, 0) for ex in examples]
-        identity = {"adapter": "nli", "hypothesis": spec.hypothesis, "choices": spec.choices}
-        return PlannedPrompt(task, 0, 0, examples, requests, identity)
+        return PlannedPrompt(task, 0, 0, examples, requests, prompt_identity(task, 0, 0, "nli"))
 
     def run_plan(self, planned: PlannedPrompt, model: ModelSpec) -> RunPlan:
         """The engine's plan for one (shot count, template) of ``model``."""
@@ -455,6 +454,18 @@ def _answer_nli(
             )
         )
     return rows
+
+
+def prompt_identity(
+    task: TaskData, k: int, template: int, adapter: str = "causal"
+) -> dict[str, Any]:
+    """What a prompted run of ``task`` with ``k`` shots and template number ``template``
+    (0-based) keys on: the pieces of the prompt format it uses (``adapter`` nli: the hypothesis
+    and the answers). A submission bundle's validator compares it with a run's key parts."""
+    if adapter == "nli":
+        spec = prompt_spec(task.spec)
+        return {"adapter": "nli", "hypothesis": spec.hypothesis, "choices": spec.choices}
+    return _identity(task, k, template)
 
 
 def _identity(task: TaskData, k: int, template: int) -> dict[str, Any]:

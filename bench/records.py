@@ -147,7 +147,8 @@ class RunRecord:
     ``column`` is the leaderboard column suffix (``""`` for a clean evaluation, ``typos`` for a
     suite, ``typos/deepwordbug`` for one attack, ``3shot`` / ``3shot/t1`` for prompts);
     ``profile_hash`` a short hash of an attack's constraint profile or a prompt format;
-    ``members`` the runs a summary run (suite, prompt set) summarises, in order.
+    ``members`` the runs a summary run (suite, prompt set) summarises, in order;
+    ``key_parts`` what its key hashes.
     """
 
     run_key: str
@@ -175,6 +176,11 @@ class RunRecord:
     created_at: float = 0.0
     finished_at: float | None = None
     compute_s: float = 0.0
+    # What ``run_key`` hashes (kind, task data hash, model identity, settings, harness version),
+    # set when a run is planned and kept in the store, so a submission bundle can show it and a
+    # validator recompute the key. None when not known (read back from the store: see
+    # ``ResultStore.key_parts``).
+    key_parts: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:

@@ -55,7 +55,7 @@ __all__ = [
     "run_key",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Stores up to this size are integrity-checked when opened (about 0.1 s per 10 MB).
 _CHECKED_SIZE = 256 << 20
 APP_ID = "nlp-bench"
@@ -90,6 +90,26 @@ CREATE TABLE IF NOT EXISTS runs (
     backend TEXT NOT NULL DEFAULT 'hf',
     error TEXT
 )"""
+
+# ---- Submission bundles (issue 14) ----
+# What each run's key hashes (so a bundle can show it and a validator recompute the key), and
+# where an imported run came from (no row: computed here). Written out in full, not shared with
+# the migration, so a later schema change cannot alter what migration 2 -> 3 creates.
+_KEY_PARTS = """CREATE TABLE IF NOT EXISTS run_key_parts (
+    run_key TEXT PRIMARY KEY REFERENCES runs(run_key) ON DELETE CASCADE,
+    parts TEXT NOT NULL
+)"""
+_PROVENANCE = """CREATE TABLE IF NOT EXISTS run_provenance (
+    run_key TEXT PRIMARY KEY REFERENCES runs(run_key) ON DELETE CASCADE,
+    source TEXT NOT NULL CHECK (source IN ('imported', 'rescored')),
+    bundle_sha256 TEXT NOT NULL,
+    merkle_root TEXT NOT NULL,
+    bundle_name TEXT NOT NULL,
+    partial INTEGER NOT NULL DEFAULT 0,
+    rescored INTEGER NOT NULL DEFAULT 0,
+    imported_at REAL NOT NULL
+)"""
+# ---- end of submission bundles ----
 
 _TABLES: dict[str, str] = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -167,6 +187,9 @@ _TABLES: dict[str, str] = {
     choices TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (run_key, idx)
 )""",
+    # ---- Submission bundles (issue 14), schema 3: see _migrate_2_to_3 ----
+    "run_key_parts": _KEY_PARTS,
+    "run_provenance": _PROVENANCE,
 }
 
 # What the leaderboard asks ("the newest complete run per model, task, split, kind and column")
@@ -434,7 +457,38 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE prompt_examples ADD COLUMN choices TEXT NOT NULL DEFAULT '[]'")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+# ---- Submission bundles (issue 14) ----
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Schema 3 adds two tables and touches no existing row: each run's key parts (runs stored
+    before have none; a bundle rebuilds and checks them, see ``bench.bundle.build``) and the
+    provenance of runs imported from submission bundles. Self-contained DDL on purpose."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS run_key_parts (
+    run_key TEXT PRIMARY KEY REFERENCES runs(run_key) ON DELETE CASCADE,
+    parts TEXT NOT NULL
+)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS run_provenance (
+    run_key TEXT PRIMARY KEY REFERENCES runs(run_key) ON DELETE CASCADE,
+    source TEXT NOT NULL CHECK (source IN ('imported', 'rescored')),
+    bundle_sha256 TEXT NOT NULL,
+    merkle_root TEXT NOT NULL,
+    bundle_name TEXT NOT NULL,
+    partial INTEGER NOT NULL DEFAULT 0,
+    rescored INTEGER NOT NULL DEFAULT 0,
+    imported_at REAL NOT NULL
+)"""
+    )
+
+
+# ---- end of submission bundles ----
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,  # submission bundles (issue 14)
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -755,6 +809,11 @@ class ResultStore:
                     [(record.run_key, i, m) for i, m in enumerate(record.members)],
                 )
             self._name(conn, record.run_key, record.model)
+            if record.key_parts is not None:  # submission bundles (issue 14)
+                conn.execute(
+                    "INSERT OR IGNORE INTO run_key_parts (run_key, parts) VALUES (?,?)",
+                    (record.run_key, canonical_json(record.key_parts)),
+                )
         stored = self.get_run(record.run_key)
         assert stored is not None
         return replace(stored, model=record.model)
@@ -1057,16 +1116,23 @@ class ResultStore:
 
     @_guarded
     def latest_complete(
-        self, kinds: Sequence[str] = ("eval",), *, model: str | None = None
+        self, kinds: Sequence[str] = ("eval",), *, model: str | None = None, ranked: bool = False
     ) -> list[RunRecord]:
         """The newest complete run per (name, task, split, kind, column): what a leaderboard
-        shows. A run asked for under several display names is shown under each."""
+        shows. A run asked for under several display names is shown under each. ``ranked``
+        leaves out partial runs imported from submission bundles (they are never ranked), before
+        the newest is chosen, so one cannot hide a complete run."""
         marks = ",".join("?" * len(kinds))
         params: list[Any] = [*kinds]
         named = ""
         if model is not None:
             named = " AND n.name=?"
             params.append(model)
+        if ranked:  # submission bundles (issue 14)
+            named += (
+                " AND NOT EXISTS (SELECT 1 FROM run_provenance p"
+                " WHERE p.run_key = r.run_key AND p.partial = 1)"
+            )
         sql = f"""
             SELECT * FROM (
                 SELECT r.*, n.name AS shown_name, ROW_NUMBER() OVER (
@@ -1079,6 +1145,162 @@ class ResultStore:
         return [
             replace(self._record(r), model=r["shown_name"]) for r in self._run_rows(sql, params)
         ]
+
+    # ---- Submission bundles (issue 14) ----------------------------------------------------
+
+    @_guarded
+    def key_parts(self, key: str) -> dict[str, Any] | None:
+        """What run ``key``'s key hashes, as recorded when it began (None for runs stored
+        before schema 3 and for imported runs from bundles that predate it)."""
+        row = self._conn.execute(
+            "SELECT parts FROM run_key_parts WHERE run_key=?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            parts = json.loads(row[0])
+        except ValueError:
+            raise BenchError(
+                f"results database {self.path}: run {key} has malformed key parts; remove it "
+                f"with `bench runs rm {key}`"
+            ) from None
+        return parts if isinstance(parts, dict) else None
+
+    @_guarded
+    def provenance(self, keys: Iterable[str]) -> dict[str, RunProvenance]:
+        """Where each of ``keys`` came from, for runs imported from bundles (others: absent,
+        i.e. computed here)."""
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, RunProvenance] = {}
+        for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            chunk = wanted[start : start + 500]
+            rows = self._conn.execute(
+                "SELECT run_key, source, bundle_sha256, merkle_root, bundle_name, partial, "
+                f"rescored, imported_at FROM run_provenance WHERE run_key IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                out[r[0]] = RunProvenance(r[1], r[2], r[3], r[4], bool(r[5]), int(r[6]), r[7])
+        return out
+
+    @_guarded
+    def import_runs(self, runs: Sequence[ImportedRun]) -> list[str]:
+        """Store runs from a verified bundle in one transaction: record, display name, members,
+        key parts, the declared metrics (equal to those recomputed from the rows), rows and
+        provenance. A run whose key is already stored is kept as it is (computed here, or
+        imported before). Returns the keys imported now."""
+        added: list[str] = []
+        with self._tx() as conn:
+            for item in runs:
+                record = item.record
+                exists = conn.execute(
+                    "SELECT 1 FROM runs WHERE run_key=?", (record.run_key,)
+                ).fetchone()
+                if exists:
+                    continue
+                config = canonical_json(record.config.to_json())
+                conn.execute(
+                    """INSERT INTO runs (run_key, kind, task, task_version, task_hash, model,
+                    model_path, model_hash, config_json, config_hash, split, n_examples,
+                    label_names, label_mapping, seed, harness_version, versions_json, status,
+                    created_at, finished_at, compute_s, column_name, profile_hash, backend)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'complete',?,?,?,?,?,?)""",
+                    (
+                        record.run_key,
+                        record.kind,
+                        record.task,
+                        record.task_version,
+                        record.task_hash,
+                        record.model,
+                        record.model_path,
+                        record.model_hash,
+                        config,
+                        sha256_text(config),
+                        record.split,
+                        record.n_examples,
+                        json.dumps(record.label_names),
+                        canonical_json(record.label_mapping),
+                        record.seed,
+                        record.harness_version,
+                        canonical_json(record.versions),
+                        record.created_at,
+                        record.finished_at,
+                        record.compute_s,
+                        record.column,
+                        record.profile_hash,
+                        record.backend,
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO run_members (run_key, position, member_key) VALUES (?,?,?)",
+                    [(record.run_key, i, m) for i, m in enumerate(record.members)],
+                )
+                self._name(conn, record.run_key, record.model)
+                if record.key_parts is not None:
+                    conn.execute(
+                        "INSERT INTO run_key_parts (run_key, parts) VALUES (?,?)",
+                        (record.run_key, canonical_json(record.key_parts)),
+                    )
+                self._write_metrics(conn, record.run_key, item.settings, item.metrics)
+                if item.table is not None:
+                    conn.executemany(
+                        item.table.insert_sql(),
+                        [(record.run_key, *item.table.encode(r)) for r in item.rows],
+                    )
+                p = item.provenance
+                conn.execute(
+                    "INSERT INTO run_provenance (run_key, source, bundle_sha256, merkle_root, "
+                    "bundle_name, partial, rescored, imported_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        record.run_key,
+                        p.source,
+                        p.bundle_sha256,
+                        p.merkle_root,
+                        p.bundle_name,
+                        int(p.partial),
+                        p.rescored,
+                        p.imported_at,
+                    ),
+                )
+                added.append(record.run_key)
+        return added
+
+    # ---- end of submission bundles --------------------------------------------------------
+
+
+# ---- Submission bundles (issue 14) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunProvenance:
+    """Where an imported run came from: ``source`` is ``imported`` (the bundle's hashes, Merkle
+    root, completeness and metrics were verified) or ``rescored`` (also ``rescored`` sampled
+    examples recomputed with the named model); ``partial``: a seeded sample of its split,
+    never ranked."""
+
+    source: str
+    bundle_sha256: str
+    merkle_root: str
+    bundle_name: str
+    partial: bool
+    rescored: int
+    imported_at: float
+
+
+@dataclass(frozen=True)
+class ImportedRun:
+    """One run of a verified bundle, as ``ResultStore.import_runs`` stores it."""
+
+    record: RunRecord
+    settings: MetricSettings
+    metrics: Sequence[StoredMetric]
+    table: RowTable[Any] | None
+    rows: Sequence[Any]
+    provenance: RunProvenance
+
+
+# ---- end of submission bundles ----------------------------------------------------------------
 
 
 def open_store(path: Path | str | None = None) -> ResultStore:

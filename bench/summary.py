@@ -30,6 +30,9 @@ def result_rows(
 ) -> list[ResultRow]:
     from bench.engine import run_metrics
 
+    records = list(records)
+    # Submission bundles (issue 14): how each imported run was checked.
+    provenance = store.provenance(r.run_key for r in records)
     rows = []
     for rec in records:
         metrics = run_metrics(store, rec, settings)
@@ -63,6 +66,7 @@ def result_rows(
                     else None
                 ),
                 dominant_share=share.value if degenerate and share is not None else None,
+                provenance=(provenance[rec.run_key].source if rec.run_key in provenance else None),
             )
         )
     return rows

@@ -152,13 +152,16 @@ class Engine:
     ) -> RunOutcome:
         """A summary run over ``members`` (keyed by their keys, in order)."""
         keys = [m.record.run_key for m in members]
-        key = run_key({"kind": kind.name, "runs": keys, "harness": __version__})
+        parts = {"kind": kind.name, "runs": keys, "harness": __version__}
+        key = run_key(parts)
         name = members[0].record.model
         existing = self.store.get_run(key)
         if existing is not None and existing.status == "complete":
             return self._answered(existing, name)
         record = kind.record(key, [m.record for m in members], detail)
-        record = self.store.begin_run(replace(record, members=tuple(keys), model=name))
+        record = self.store.begin_run(
+            replace(record, members=tuple(keys), model=name, key_parts=parts)
+        )
         final = self._finish(record)
         return RunOutcome(final, run_metrics(self.store, final, self.metric_settings), False)
 

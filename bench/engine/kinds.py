@@ -147,15 +147,14 @@ def new_plan(
     from bench.records import RunRecord
     from bench.store import run_key
 
-    key = run_key(
-        {
-            "kind": kind.name,
-            "task": task.data_hash,
-            "model": identity.key(),
-            **parts,
-            "harness": __version__,
-        }
-    )
+    key_parts = {
+        "kind": kind.name,
+        "task": task.data_hash,
+        "model": identity.key(),
+        **parts,
+        "harness": __version__,
+    }
+    key = run_key(key_parts)
     record = RunRecord(
         run_key=key,
         kind=kind.name,
@@ -176,6 +175,7 @@ def new_plan(
         column=column,
         profile_hash=profile_hash,
         backend=identity.backend,
+        key_parts=key_parts,
     )
     return RunPlan(kind, key, task, model, identity, examples, record, label, detail)
 

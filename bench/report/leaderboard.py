@@ -44,6 +44,20 @@ DEGENERATE_NOTE = (
     "share follow the mark)"
 )
 N_NOTE = "n: examples per cell (in the column header when all its cells share one)"
+# Submission bundles (issue 14): cells of runs imported from bundles, by how they were checked.
+IMPORTED = "§"
+RESCORED = "§§"
+PROVENANCE_MARKS = {"imported": IMPORTED, "rescored": RESCORED}
+PROVENANCE_NOTES = {
+    "imported": (
+        f"{IMPORTED} imported from a submission bundle whose hashes, Merkle root, completeness "
+        "and metrics were verified"
+    ),
+    "rescored": (
+        f"{RESCORED} imported from a verified submission bundle and rescored (sampled examples "
+        "recomputed with the named model)"
+    ),
+}
 LONG_COLUMNS = (
     "model",
     "column",
@@ -59,6 +73,7 @@ LONG_COLUMNS = (
     "spread",
     "sd",
     "seeds",
+    "provenance",
     "dominant_label",
     "dominant_share",
 )
@@ -92,6 +107,9 @@ class ResultRow:
     # at least DEGENERATE_SHARE (a degenerate predictor); None otherwise.
     dominant_label: str | None = None
     dominant_share: float | None = None
+    # Where the run came from: None when computed here, "imported" (a verified submission
+    # bundle) or "rescored" (verified, and sampled examples recomputed).
+    provenance: str | None = None
 
     @property
     def label(self) -> str:
@@ -133,6 +151,7 @@ def group_seeds(rows: Sequence[ResultRow]) -> list[ResultRow]:
         first = members[0]
         # The group is degenerate only if every seed is, towards the same class.
         dominant = {m.dominant_label if m.is_degenerate else None for m in members}
+        sources = {m.provenance for m in members}
         label = dominant.pop() if len(dominant) == 1 else None
         out.append(
             replace(
@@ -149,6 +168,7 @@ def group_seeds(rows: Sequence[ResultRow]) -> list[ResultRow]:
                 dominant_share=(
                     min(m.dominant_share or 0.0 for m in members) if label is not None else None
                 ),
+                provenance=sources.pop() if len(sources) == 1 else None,
             )
         )
     return out
@@ -231,7 +251,8 @@ def _share(share: float) -> str:
 
 def format_cell(row: ResultRow | None, with_n: bool = False) -> str:
     """``"0.812 [0.790, 0.833]"`` (3 decimals), a dagger if the CI includes the majority rate,
-    then ``"range 0.031"`` for a prompted column's spread across templates, ``"n=1,060"`` when
+    then ``"range 0.031"`` for a prompted column's spread across templates, ``"§"`` or ``"§§"``
+    for a run imported from a submission bundle (verified, or also rescored), ``"n=1,060"`` when
     ``with_n``, and ``"‡negative 100%"`` for a degenerate predictor."""
     if row is None:
         return MISSING
@@ -244,6 +265,8 @@ def format_cell(row: ResultRow | None, with_n: bool = False) -> str:
         text += DAGGER if row.ci_includes_majority else ""
         if row.spread is not None:
             text += f" {SPREAD}{row.spread:.3f}"
+    if row.provenance in PROVENANCE_MARKS:
+        text += f" {PROVENANCE_MARKS[row.provenance]}"
     if with_n:
         text += f" n={row.n:,}"
     if row.is_degenerate:
@@ -304,6 +327,9 @@ def _footnote(rows: Sequence[ResultRow], metric: str) -> str:
         note += f" {SPREAD_NOTE}."
     if any(r.is_degenerate for r in rows):
         note += f" {DEGENERATE} {DEGENERATE_NOTE}."
+    for source, text in PROVENANCE_NOTES.items():
+        if any(r.provenance == source for r in rows):
+            note += f" {text}."
     return note
 
 
@@ -316,6 +342,7 @@ def _long_records(rows: Sequence[ResultRow]) -> list[dict[str, Any]]:
         rec["column"] = r.label
         if not r.is_degenerate:  # a share below the threshold is no flag
             rec["dominant_label"] = rec["dominant_share"] = None
+        rec["provenance"] = r.provenance or "local"
         records.append({key: rec[key] for key in LONG_COLUMNS})
     return records
 
@@ -337,6 +364,7 @@ _LATEX_SPECIAL = {
     "{": r"\{",
     "}": r"\}",
     "~": r"\textasciitilde{}",
+    "§": r"\S{}",
     "^": r"\textasciicircum{}",
     # Not special, but the default OT1 font encoding prints these as other glyphs.
     "|": r"\textbar{}",

@@ -31,6 +31,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.store import SCHEMA_VERSION
+
 from .conftest import COUNTS
 from .fuzzkit import (
     CliResult,
@@ -63,7 +65,7 @@ READS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Material:
-    good: bytes  # a small valid schema-2 store (WAL mode): two eval runs and a prompt run
+    good: bytes  # a small valid store of the current schema (WAL mode): two eval runs and a prompt run
     wal: bytes  # a WAL file holding one committed change to ``good``
     v1: bytes  # the schema-1 store written by the old code
     task: Path  # a tiny local pair task for ``bench run``
@@ -423,7 +425,7 @@ CASES = [
     StoreCase(
         "schema_version_newer",
         "meta",
-        edited("UPDATE meta SET value='3' WHERE key='schema_version'"),
+        edited(f"UPDATE meta SET value='{SCHEMA_VERSION + 1}' WHERE key='schema_version'"),
     ),
     StoreCase(
         "schema_version_newer_in_rollback_journal_mode",
