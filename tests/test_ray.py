@@ -240,3 +240,37 @@ def test_bad_executor_input_is_one_line(tmp_path: Path, task_path: Path) -> None
     unreachable = run("--executor", "ray", "--ray-address", "127.0.0.1:9")
     assert_user_error(unreachable, "127.0.0.1:9")
     assert time.monotonic() - started < 60
+
+
+def _square_after(x: int, pause: float) -> tuple[int, int]:
+    time.sleep(pause)
+    return x * x, os.getpid()
+
+
+def _refuse(x: int) -> int:
+    from bench.errors import BenchError
+
+    raise BenchError(f"job input {x} refused")
+
+
+def test_map_runs_on_the_workers_even_when_they_fill_every_cpu(ray_session: None) -> None:
+    # The actors hold one CPU each; jobs sent as separate Ray tasks asking for a CPU of their
+    # own waited forever once the actors filled the machine. They run on the actors now.
+    import ray
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    workers = os.cpu_count() or 2
+    executor = RayExecutor(workers=workers)
+    try:
+        pids = set(executor.worker_pids())
+        # Later jobs are quicker, so results come back out of order and must be put back.
+        calls = [(x, 0.05 * (8 - x)) for x in range(8)]
+        results = executor.map(_square_after, calls)
+        assert [r[0] for r in results] == [x * x for x in range(8)]
+        assert {r[1] for r in results} <= pids  # on the workers, nowhere else
+        with pytest.raises(Exception, match="job input 3 refused"):
+            executor.map(_refuse, [(3,)])
+    finally:
+        executor.close()
+        ray.shutdown()

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from bench.specs import ModelSpec
 
 PROBE_TEXT = "The capital of France is"
+# Greedy means greedy: some servers apply a repetition penalty by default (llama-cpp-python's
+# is 1.1, which changed 66 of 100 greedy answers on the arithmetic task). Named both ways
+# (llama.cpp, vLLM); a server that rejects them gets requests without them.
+NEUTRAL = {"repeat_penalty": 1.0, "repetition_penalty": 1.0}
 PROBE_TOLERANCE = 0.05
 RETRIES = 5
 BACKOFF_S = 0.5
@@ -77,6 +81,7 @@ class ServedClient:
         self.timeout = timeout
         self.session = requests.Session()
         self.counters = _Counters()
+        self.neutral: dict[str, float] = dict(NEUTRAL)
 
     def get(self, path: str) -> Any:
         return self._call("GET", path, None)
@@ -112,6 +117,12 @@ class ServedClient:
             if response.status_code == 429 or response.status_code >= 500:
                 self.counters.retried(str(response.status_code))
                 last = f"HTTP {response.status_code}"
+                continue
+            strict = body and self.neutral and any(n in response.text for n in self.neutral)
+            if response.status_code == 400 and strict:
+                # A strict server refuses the extra sampling fields: send none again.
+                body = {k: v for k, v in (body or {}).items() if k not in self.neutral}
+                self.neutral = {}
                 continue
             if response.status_code >= 400:
                 raise ModelError(
@@ -193,7 +204,13 @@ class ServedLM:
         return ChatPrompt(messages)
 
     def _complete(self, prompt: str, **options: Any) -> dict[str, Any]:
-        body = {"model": self.model, "prompt": prompt, "temperature": 0.0, **options}
+        body = {
+            "model": self.model,
+            "prompt": prompt,
+            "temperature": 0.0,
+            **self.client.neutral,
+            **options,
+        }
         answer = self.client.post("/completions", body)
         choices = answer.get("choices") if isinstance(answer, dict) else None
         if not isinstance(choices, list) or not choices:
@@ -201,7 +218,13 @@ class ServedLM:
         return dict(choices[0])
 
     def _chat(self, messages: list[dict[str, str]], **options: Any) -> dict[str, Any]:
-        body = {"model": self.model, "messages": messages, "temperature": 0.0, **options}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": 0.0,
+            **self.client.neutral,
+            **options,
+        }
         answer = self.client.post("/chat/completions", body)
         choices = answer.get("choices") if isinstance(answer, dict) else None
         if not isinstance(choices, list) or not choices:
@@ -244,7 +267,7 @@ class ServedLM:
                 f"served model at {self.path} returns no logprobs; loglikelihood tasks need them"
             )
         token, first = str(tokens[0]), float(values[0])
-        echoed = self._complete(PROBE_TEXT + token, max_tokens=0, echo=True, logprobs=1)
+        echoed = self._complete(PROBE_TEXT + token, max_tokens=1, echo=True, logprobs=1)
         echo = echoed.get("logprobs") or {}
         offsets = echo.get("text_offset") or []
         echo_values = echo.get("token_logprobs") or []
@@ -282,7 +305,11 @@ class ServedLM:
 
         def one(request: tuple[str, str]) -> tuple[float, bool, int]:
             context, continuation = request
-            choice = self._complete(context + continuation, max_tokens=0, echo=True, logprobs=1)
+            # One token generated, not none: llama-cpp-python reads max_tokens=0 as "until the
+            # context is full" (2,000 tokens per request once the repetition penalty is off);
+            # tokens from the end of the prompt on are dropped below.
+            text = context + continuation
+            choice = self._complete(text, max_tokens=1, echo=True, logprobs=1)
             lp = choice.get("logprobs") or {}
             offsets = lp.get("text_offset") or []
             values = lp.get("token_logprobs") or []
@@ -290,6 +317,8 @@ class ServedLM:
             tokens = lp.get("tokens") or []
             total, greedy, count = 0.0, True, 0
             for i, offset in enumerate(offsets):
+                if offset >= len(text):
+                    break  # the generated token
                 # Tokens that end past the context are the continuation's (a token merging the
                 # context's last characters with the continuation's first counts, as in-process).
                 end = offset + len(str(tokens[i])) if i < len(tokens) else offset

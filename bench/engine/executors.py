@@ -159,6 +159,10 @@ class _Worker:
         self.seconds += elapsed
         return rows, elapsed
 
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """One job of ``RayExecutor.map`` (a fine-tuning run, say), in this worker's process."""
+        return fn(*args)
+
 
 class RayExecutor:
     """Shards on Ray workers (``workers`` actors), the driver writing every row."""
@@ -259,18 +263,39 @@ class RayExecutor:
         return Execution(record, rows(), lambda: {}, info)
 
     def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``fn(*args)`` for every call, on this executor's workers, results in call order.
+
+        The jobs run on the same actors as the shards rather than as separate Ray tasks: the
+        actors hold their CPUs, so a task asking for one more could wait forever on a machine
+        the actors fill (and ``workers`` then means the same thing for both kinds of work). A
+        job whose worker dies is retried like a shard; a job that raises is not (it would raise
+        again the same way)."""
         ray = self._ray()
-        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_call)
-        return [_get(ray, ref) for ref in [remote.remote(fn, args, self.threads) for args in calls]]
-
-
-def _call(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> Any:
-    """A job on a Ray worker, single-threaded like the actors."""
-    if threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)
-    return fn(*args)
+        actors = self.actors()
+        results: dict[int, Any] = {}
+        queue: list[tuple[int, int]] = [(i, 0) for i in range(len(calls))]
+        pending: dict[Any, tuple[int, int, int]] = {}
+        free = list(range(len(actors)))
+        while queue or pending:
+            while queue and free:
+                worker = free.pop(0)
+                index, attempt = queue.pop(0)
+                pending[actors[worker].call.remote(fn, calls[index])] = (worker, index, attempt)
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            worker, index, attempt = pending.pop(ref)
+            free.append(worker)
+            try:
+                results[index] = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:  # the worker died; Ray restarts it
+                if attempt >= RETRIES:
+                    raise BenchError(
+                        f"job {index + 1} of {len(calls)} failed {attempt + 1} times; last: "
+                        f"{_first_line(exc)}"
+                    ) from None
+                queue.insert(0, (index, attempt + 1))
+            except Exception:
+                _get(ray, ref)  # raises the job's own error, as one line
+        return [results[i] for i in range(len(calls))]
 
 
 def _probe(address: str) -> None:
