@@ -868,7 +868,13 @@ def _find_run(store: Any, key: str) -> Any:
     return found[0]
 
 
-_HEADLINE = {"attack": "accuracy_under_attack", "suite": "accuracy_under_attack"}
+_HEADLINE = {
+    "attack": "accuracy_under_attack",
+    "suite": "accuracy_under_attack",
+    # Audits (issue 15).
+    "behave": "failure_rate",
+    "explain": "similarity_mean",
+}
 
 
 @runs_app.command("list")
@@ -879,7 +885,9 @@ def runs_list(
     task: Annotated[str | None, typer.Option("--task", "-t", help="Task name.")] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option(help="eval, prompt, prompt_set, attack or suite (repeatable)."),
+        typer.Option(
+            help="eval, prompt, prompt_set, attack, suite, behave or explain (repeatable)."
+        ),
     ] = None,
     status: Annotated[str, typer.Option(help="complete, running, failed or all.")] = "all",
     fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
@@ -897,7 +905,7 @@ def runs_list(
         raise BenchError(f"--status: choose from {', '.join(statuses)}, not {shown(status, 20)}")
     if fmt not in ("markdown", "json"):
         raise BenchError(f"--format: choose markdown or json, not {shown(fmt, 20)}")
-    kinds = ("eval", "prompt", "prompt_set", "attack", "suite")
+    kinds = ("eval", "prompt", "prompt_set", "attack", "suite", "behave", "explain")
     bad = [k for k in kind or [] if k not in kinds]
     if bad:
         raise BenchError(

@@ -18,7 +18,7 @@ from conftest import TINY_WORDS, assert_user_error, build_tiny_model
 from bench.errors import ModelError
 from bench.records import MetricSettings
 from bench.specs import EvalConfig, ModelSpec
-from bench.store import ResultStore
+from bench.store import SCHEMA_VERSION, ResultStore
 from bench.tasks.examples import TaskData
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -293,7 +293,7 @@ def test_a_schema_1_store_migrates_and_renders_the_same_leaderboard(tmp_path: Pa
     assert _comparable(got) == _comparable(expected)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
-            "2",
+            str(SCHEMA_VERSION),
         )
         for table, count in before.items():
             assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == count, table

@@ -204,6 +204,17 @@ def choose_behave(
 # Running
 
 
+def _check_captum(options: AuditOptions) -> None:
+    """Integrated gradients need Captum (the ``audit`` extra): say so before any work."""
+    import importlib.util
+
+    if options.ig_budget > 0 and importlib.util.find_spec("captum") is None:
+        raise BenchError(
+            "integrated gradients need Captum: pip install 'nlp-bench[audit]' (or pass "
+            "--ig-budget 0 to skip attributions)"
+        )
+
+
 @dataclass
 class _ModelRuns:
     """One model's runs on one task."""
@@ -236,6 +247,7 @@ def run_audit(
 
     started = time.perf_counter()
     options.check()
+    _check_captum(options)
     try:
         eval_config = EvalConfig(
             limit=options.eval_limit,
@@ -537,7 +549,8 @@ def collect(
             "similarity_threshold": options.similarity_threshold,
             "ig_budget": options.ig_budget,
             "ig_steps": options.ig_steps,
-            "behave_suite": options.behave_suite,
+            # A file given by path is named, not located (no machine paths in reports).
+            "behave_suite": Path(options.behave_suite).name if options.behave_suite else None,
         },
         "directions": dict(DIRECTIONS),
         "tasks": [],

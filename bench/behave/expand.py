@@ -44,7 +44,7 @@ class Case:
     uid: str
 
 
-def test_rng(seed: int, suite: str, test: str) -> random.Random:
+def rng_for(seed: int, suite: str, test: str) -> random.Random:
     return random.Random(int(sha256_text(f"{seed}:{suite}:{test}")[:16], 16))
 
 
@@ -96,7 +96,7 @@ def expand(
     source is the task (the caller's seeded sample of its test split)."""
     cases: list[Case] = []
     for test in suite.tests:
-        rng = test_rng(seed, suite.name, test.name)
+        rng = rng_for(seed, suite.name, test.name)
         expected = -1
         wanted = test.label if test.type == "mft" else (test.expect.label if test.expect else None)
         if wanted is not None:

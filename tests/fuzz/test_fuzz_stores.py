@@ -31,6 +31,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.store import SCHEMA_VERSION
+
 from .conftest import COUNTS
 from .fuzzkit import (
     CliResult,
@@ -423,7 +425,7 @@ CASES = [
     StoreCase(
         "schema_version_newer",
         "meta",
-        edited("UPDATE meta SET value='3' WHERE key='schema_version'"),
+        edited(f"UPDATE meta SET value='{SCHEMA_VERSION + 1}' WHERE key='schema_version'"),
     ),
     StoreCase(
         "schema_version_newer_in_rollback_journal_mode",
