@@ -172,6 +172,9 @@ def test_the_report_holds_every_number_with_its_interval_and_n(tiny_audit: Audit
         "bad_added",
         "typo",
     ]
+    for t in task["behave"]["tests"]:
+        shares = t["predicted"]["tiny"]["shares"]
+        assert set(shares) == set(LABELS) and sum(shares.values()) == pytest.approx(1.0)
     assert sum(b["n"] for b in task["calibration"]["models"]["tiny"]["bins"]) == 14
     for attack in task["attributions"]["attacks"]:
         assert attack["steps"] == 8 and attack["budget"] == 2

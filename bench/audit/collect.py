@@ -650,9 +650,7 @@ def _task_section(
                 "explain": r.explain[i],
             }
         attacks_out.append(
-            _attack_section(
-                store, column, name, base, per_model, labels, clusters, options, settings
-            )
+            _attack_section(store, column, name, base, per_model, clusters, options, settings)
         )
     sample_clean = (
         {n: _keys_by(attack_rows[n][0], lambda r: float(r.original_pred == r.label)) for n in runs}
@@ -713,9 +711,7 @@ def _task_section(
     ]
     section["calibration"] = {
         "models": calib,
-        "table": _calibration_rows(
-            preds, correct, evalm, calib, name, base, labels, settings, clusters
-        ),
+        "table": _calibration_rows(preds, correct, calib, name, base, settings, clusters),
     }
     section["behave"] = (
         _behave_section(store, runs, name, base, behave, options, settings) if behave else None
@@ -739,7 +735,6 @@ def _attack_section(
     name: str,
     base: str | None,
     per_model: dict[str, dict[str, Any]],
-    labels: list[str],
     clusters: dict[str, str],
     options: AuditOptions,
     settings: MetricSettings,
@@ -883,11 +878,9 @@ def _calibration(
 def _calibration_rows(
     preds: Mapping[str, Sequence[Any]],
     correct: dict[str, dict[str, float]],
-    evalm: dict[str, Any],
     calib: dict[str, dict[str, Any]],
     name: str,
     base: str | None,
-    labels: list[str],
     settings: MetricSettings,
     clusters: dict[str, str],
 ) -> list[dict[str, Any]]:
@@ -1005,6 +998,10 @@ def _behave_section(
                 "source": t.source,
                 "n": len(per[name]),
                 "failing": failing,
+                "predicted": {
+                    n: _predicted([r for r in rs if r.test == t.name], rec.label_names)
+                    for n, rs in rows.items()
+                },
             }
         )
     overall = {n: {r.uid: float(not r.passed) for r in rs} for n, rs in rows.items()}
@@ -1029,6 +1026,15 @@ def _behave_section(
         "tests": tests,
         "table": table,
     }
+
+
+def _predicted(rows: Sequence[Any], labels: Sequence[str]) -> dict[str, Any]:
+    """How a test's predictions (cases and variants) spread over the labels: a model that says
+    one label to every case passes every invariance test, which then says little."""
+    preds = [r.pred for r in rows] + [r.pred_variant for r in rows if r.pred_variant >= 0]
+    shares = {label: preds.count(i) / max(1, len(preds)) for i, label in enumerate(labels)}
+    top = max(shares, key=lambda k: shares[k]) if preds else None
+    return {"shares": shares, "top": top, "top_share": shares[top] if top else None}
 
 
 def _behave_case(row: Any, labels: Sequence[str]) -> dict[str, Any]:

@@ -84,7 +84,7 @@ class ExplainKind:
         runner = detail.runner
         from bench import assets
 
-        assets.fetch(["minilm"], progress=runner.progress)
+        assets.fetch(["minilm"], progress=False)  # one line per attack run otherwise
         encoder = runner.resources.encoder()
         classifier = models.classifier(plan.model, runner.load_settings())
         alignment = align_labels(

@@ -517,6 +517,16 @@ def _behave_html(task: dict[str, Any], b: dict[str, Any], models: list[str]) -> 
         )
         parts.append(f'<p class="muted">{e(t["description"])}</p>')
         for model in models:
+            predicted = t.get("predicted", {}).get(model)
+            if predicted and predicted["top"] is not None:
+                spread = ", ".join(f"{k} {v:.0%}" for k, v in predicted["shares"].items())
+                warn = ""
+                if predicted["top_share"] >= 0.95:
+                    warn = (
+                        " <b>One label for (nearly) every case: a pass here says little about"
+                        " the capability.</b>"
+                    )
+                parts.append(f'<p class="muted">{e(model)} predicted: {e(spread)}.{warn}</p>')
             failing = t["failing"].get(model, [])
             if not failing:
                 parts.append(f"<p>{e(model)}: no failing case.</p>")
