@@ -275,12 +275,22 @@ def run_rows_frame(store: ResultStore, rec: RunRecord) -> pd.DataFrame | None:
 
     import pandas as pd
 
-    from bench.store import ATTACK_TABLE, PREDICTION_TABLE, PROMPT_TABLE, RowTable
+    from bench.store import (
+        ATTACK_TABLE,
+        BEHAVE_TABLE,
+        EXPLAIN_TABLE,
+        PREDICTION_TABLE,
+        PROMPT_TABLE,
+        RowTable,
+    )
 
     tables: dict[str, RowTable[Any]] = {
         "eval": PREDICTION_TABLE,
         "prompt": PROMPT_TABLE,
         "attack": ATTACK_TABLE,
+        # Audits (issue 15).
+        "behave": BEHAVE_TABLE,
+        "explain": EXPLAIN_TABLE,
     }
     table = tables.get(rec.kind)
     if table is None:

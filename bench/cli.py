@@ -912,7 +912,13 @@ def _find_run(store: Any, key: str) -> Any:
     return found[0]
 
 
-_HEADLINE = {"attack": "accuracy_under_attack", "suite": "accuracy_under_attack"}
+_HEADLINE = {
+    "attack": "accuracy_under_attack",
+    "suite": "accuracy_under_attack",
+    # Audits (issue 15).
+    "behave": "failure_rate",
+    "explain": "similarity_mean",
+}
 
 
 @runs_app.command("list")
@@ -923,7 +929,9 @@ def runs_list(
     task: Annotated[str | None, typer.Option("--task", "-t", help="Task name.")] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option(help="eval, prompt, prompt_set, attack or suite (repeatable)."),
+        typer.Option(
+            help="eval, prompt, prompt_set, attack, suite, behave or explain (repeatable)."
+        ),
     ] = None,
     status: Annotated[str, typer.Option(help="complete, running, failed or all.")] = "all",
     fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
@@ -941,7 +949,7 @@ def runs_list(
         raise BenchError(f"--status: choose from {', '.join(statuses)}, not {shown(status, 20)}")
     if fmt not in ("markdown", "json"):
         raise BenchError(f"--format: choose markdown or json, not {shown(fmt, 20)}")
-    kinds = ("eval", "prompt", "prompt_set", "attack", "suite")
+    kinds = ("eval", "prompt", "prompt_set", "attack", "suite", "behave", "explain")
     bad = [k for k in kind or [] if k not in kinds]
     if bad:
         raise BenchError(
@@ -1627,6 +1635,258 @@ def export_lm_eval(
 
 
 # ------------------------------------------------------------- end of submission bundles (issue 14)
+
+
+# ----------------------------------------------------------------------- audits (issue 15): behave
+
+
+def _behave_table(outcome: Any, rows: list[Any], show: int) -> str:
+    """Markdown: one line per test (failure rate with its CI), then failing cases."""
+    record = outcome.record
+    metrics = outcome.metrics
+    tests = getattr(record.config, "tests", [])
+    conf = ""
+    lines = [
+        f"### {record.model} on {record.task}: behavioural suite {record.column.split('/', 1)[-1]}",
+        "",
+        "| test | type | capability | n | failure rate [CI] (lower is better) |",
+        "|---|---|---|---|---|",
+    ]
+    for t in tests:
+        m = metrics.get(f"failure_rate/{t['name']}")
+        cell = "—"
+        if m is not None:
+            cell = f"{m.value:.3f}"
+            if m.low is not None and m.high is not None:
+                cell += f" [{m.low:.3f}, {m.high:.3f}]"
+        lines.append(
+            f"| {_md(t['name'])} | {t['type']} | {_md(t['capability'])} | {t['cases']} | {cell} |"
+        )
+    total = metrics.get("failure_rate")
+    if total is not None:
+        conf = f"{total.value:.3f}"
+        if total.low is not None and total.high is not None:
+            conf += f" [{total.low:.3f}, {total.high:.3f}]"
+        lines.append(f"| **all cases** | | | {record.n_examples} | {conf} |")
+    labels = record.label_names
+    if show:
+        lines.append("")
+        for t in tests:
+            failing = [r for r in rows if r.test == t["name"] and not r.passed][:show]
+            for r in failing:
+                text = " ||| ".join(r.inputs)
+                after = f" -> {' ||| '.join(r.variant)}" if r.variant else ""
+                want = f"expected {labels[r.expected]}, " if r.expected >= 0 else ""
+                got = labels[r.pred] + (f" -> {labels[r.pred_variant]}" if r.variant else "")
+                lines.append(f"- {_md(t['name'])}: {_md(text)}{_md(after)} ({want}got {got})")
+    return "\n".join(lines) + "\n"
+
+
+@app.command("behave")
+def behave(
+    task: TaskOption,
+    model: ModelOption,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            "-s",
+            help="Behavioural suite: built-in name (sentiment, nli) or YAML path (default: the "
+            "built-in one that fits the task's columns and labels).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of template expansion and CIs.")] = 0,
+    show: Annotated[int, typer.Option(help="Print N failing cases per test.")] = 3,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
+    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Model batch size.")] = 64,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    confidence: ConfidenceOption = 0.95,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    label_map: Annotated[
+        str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
+    ] = None,
+    backend: BackendOption = None,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run a behavioural test suite (CheckList-style: minimum functionality, invariance,
+    directional expectations; templates and lexicons as YAML data) against every --model with
+    each --task's labels; failure rate per test with a bootstrap CI, and failing cases. Results
+    are stored like every other run."""
+    import json
+
+    from pydantic import ValidationError
+
+    from bench.api import load_tasks
+    from bench.audit.collect import choose_behave
+    from bench.behave.runner import BehaveRunner
+    from bench.behave.spec import load_behave_suite
+    from bench.specs import EvalConfig
+    from bench.store import ResultStore
+
+    if fmt not in ("markdown", "json"):
+        raise BenchError(f"--format: choose markdown or json, not {shown(fmt, 20)}")
+    _check_device(device)
+    _check_seed(seed)
+    _at_least(0, show=show)
+    try:
+        config = EvalConfig(
+            seed=seed, max_length=max_length, batch_size=batch_size, n_bootstrap=n_bootstrap,
+            confidence=confidence, dtype=dtype, device=device,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise _option_error(exc) from None
+    explicit = load_behave_suite(suite) if suite is not None else None
+    lm = parse_label_map(label_map)
+    models = [parse_model(m, lm, False, backend) for m in model]
+    datas = load_tasks(task, tasks_dir or [])
+    picked = {}
+    for d in datas:
+        chosen = choose_behave(d, explicit)
+        if chosen is None:
+            raise BenchError(
+                f"no built-in behavioural suite fits task {shown(d.spec.name, 40)} (inputs "
+                f"{', '.join(d.spec.inputs)}; labels {', '.join(d.spec.labels)}); pass --suite FILE"
+            )
+        picked[d.spec.name] = chosen
+    parts = []
+    payload = []
+    with ResultStore(db) as store:
+        runner = BehaveRunner(store, config, progress=progress)
+        plans = [(runner.plan(d, m, *picked[d.spec.name])) for m in models for d in datas]
+        for plan in plans:
+            outcome = runner.run(plan)
+            rows = store.behave_rows(outcome.record.run_key)
+            parts.append(_behave_table(outcome, rows, show))
+            payload.append(
+                {
+                    "model": outcome.record.model,
+                    "task": outcome.record.task,
+                    "run_key": outcome.record.run_key,
+                    "suite": outcome.record.column.split("/", 1)[-1],
+                    "cached": outcome.cached,
+                    "tests": getattr(outcome.record.config, "tests", []),
+                    "metrics": {
+                        n: {"value": m.value, "low": m.low, "high": m.high}
+                        for n, m in outcome.metrics.items()
+                    },
+                }
+            )
+    _echo(json.dumps(payload, indent=2) if fmt == "json" else "\n".join(parts))
+
+
+# ------------------------------------------------------------------------ audits (issue 15): audit
+
+
+@app.command("audit")
+def audit(
+    model: Annotated[str, typer.Option("--model", "-m", help="The model audited.")],
+    task: TaskOption,
+    suite: SuiteOption = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="A second model: every table shows both and the paired difference."),
+    ] = None,
+    behave_suite: Annotated[
+        str | None,
+        typer.Option(help="Behavioural suite (default: the built-in one that fits each task)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report folder (default: reports/audit/<model>-<tasks>)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Attack a seeded sample of N test examples (0: all).")
+    ] = 100,
+    eval_limit: Annotated[
+        int | None, typer.Option(help="Evaluate a seeded sample of N (default: the test split).")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed for samples, attacks, templates, explanations and CIs.")
+    ] = 0,
+    query_budget: Annotated[
+        int | None, typer.Option(help="Model queries allowed per attacked example.")
+    ] = None,
+    ig_budget: Annotated[
+        int, typer.Option(help="Successful adversarial examples explained per attack.")
+    ] = 10,
+    ig_steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
+    similarity_threshold: Annotated[
+        float, typer.Option(help="Report the share of adversarial examples this similar.")
+    ] = 0.8,
+    masked_lm: MaskedLMOption = None,
+    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Model batch size.")] = 64,
+    concurrency: Annotated[
+        int, typer.Option(help="Examples attacked together (their queries share batches).")
+    ] = 16,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    confidence: ConfidenceOption = 0.95,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    label_map: Annotated[
+        str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
+    ] = None,
+    backend: BackendOption = None,
+    db: DbOption = None,
+    tasks_dir: TasksDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """A robustness audit of --model on each --task: computes what the store lacks (clean
+    evaluation, attack suites, behavioural tests, similarity and integrated gradients of
+    adversarial examples) and writes index.html (one self-contained page) and audit.json
+    (every number) to --out."""
+    from bench.audit import audit as run
+    from bench.audit.collect import AuditOptions
+    from bench.paths import check_output_dir
+
+    _check_device(device)
+    _check_seed(seed)
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise BenchError(
+            f"--dtype: choose auto, float32, bfloat16 or float16, not {shown(dtype, 20)}"
+        )
+    if out is not None:
+        check_output_dir(out, "--out")
+    options = AuditOptions(
+        suites=tuple(suite or ["quick"]),
+        behave_suite=behave_suite,
+        limit=limit or None,
+        eval_limit=eval_limit,
+        seed=seed,
+        query_budget=query_budget,
+        max_length=max_length,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        device=device,
+        dtype=dtype,
+        masked_lm=masked_lm,
+        ig_budget=ig_budget,
+        ig_steps=ig_steps,
+        similarity_threshold=similarity_threshold,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+    )
+    options.check()
+    lm = parse_label_map(label_map)
+    spec = parse_model(model, lm, False, backend)
+    base = parse_model(baseline, lm, False, backend) if baseline is not None else None
+    result, written = run(
+        spec, task, baseline=base, options=options, db=db, out=out, tasks_dir=tasks_dir or [],
+        progress=progress,
+    )  # fmt: skip
+    source = (
+        "everything answered from the store"
+        if result.computed == 0
+        else f"{result.computed} rows computed, {result.cached} of {result.runs} runs from the store"
+    )
+    _echo(f"wrote {', '.join(str(p) for p in written)} ({source}; {result.seconds:.1f} s)")
+
+
+# ------------------------------------------------------------------------------- end of audits
 
 
 # -------------------------------------------------------------------------------------------- main

@@ -767,6 +767,249 @@ SUITE_METRICS: tuple[str, ...] = ("accuracy_under_attack", "clean_accuracy", "ma
 
 
 # --------------------------------------------------------------------------------------------------
+# Audits (issue 15): behavioural tests, adversarial-example annotations, calibration
+
+
+@dataclass(frozen=True)
+class BehaveData:
+    """Per behavioural test case: failed (1.0) or passed, and which test it belongs to."""
+
+    failed: FloatArray
+    test_ids: IntArray
+    tests: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return int(self.failed.size)
+
+    def per_test(self) -> FloatArray:
+        k = len(self.tests)
+        counts = np.bincount(self.test_ids, minlength=k)
+        fails = np.bincount(self.test_ids, weights=self.failed, minlength=k)
+        return np.asarray(fails / np.maximum(counts, 1))
+
+
+@metric("failure_rate", "behave", higher_is_better=False)
+def _behave_failure_rate(d: BehaveData, idx: IntArray | None) -> Any:
+    """Share of all test cases that fail (cases of every test pooled)."""
+    return _mean(d.failed, idx)
+
+
+def _behave_test_names(d: BehaveData) -> list[str]:
+    return [f"failure_rate/{t}" for t in d.tests]
+
+
+@metric("per_test", "behave", higher_is_better=False, outputs=_behave_test_names)
+def _behave_per_test(d: BehaveData, idx: IntArray | None) -> Any:
+    """Failure rate of each test. A resample draws cases of the whole suite; a test's rate is
+    its failed share among its drawn cases (a test with no case drawn keeps its point value,
+    which happens with probability about exp(-cases) per resample)."""
+    point = d.per_test()
+    if idx is None:
+        return point
+    k = len(d.tests)
+    b = idx.shape[0]
+    codes = (d.test_ids[idx] + (np.arange(b, dtype=np.int64) * k)[:, None]).ravel()
+    counts = np.bincount(codes, minlength=b * k).reshape(b, k)
+    fails = np.bincount(codes, weights=d.failed[idx].ravel(), minlength=b * k).reshape(b, k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.where(counts > 0, fails / np.maximum(counts, 1), point[None, :])
+    return rates
+
+
+@metric("n", "behave", higher_is_better=None, ci=False)
+def _behave_n(d: BehaveData, idx: IntArray | None) -> Any:
+    """Test cases run."""
+    return float(d.n)
+
+
+@metric("n_tests", "behave", higher_is_better=None, ci=False)
+def _behave_n_tests(d: BehaveData, idx: IntArray | None) -> Any:
+    """Tests in the suite."""
+    return float(len(d.tests))
+
+
+@metric("tests_failing", "behave", higher_is_better=False, ci=False)
+def _behave_tests_failing(d: BehaveData, idx: IntArray | None) -> Any:
+    """Tests with at least one failing case."""
+    return float(np.count_nonzero(d.per_test() > 0))
+
+
+BEHAVE_METRICS: tuple[str, ...] = ("failure_rate", "per_test", "n", "n_tests", "tests_failing")
+
+
+@dataclass(frozen=True)
+class ExplainedData:
+    """Faithfulness per explained example (AOPC of the attribution ranking and of a random
+    ranking, on the original text)."""
+
+    comprehensiveness: FloatArray
+    sufficiency: FloatArray
+    comprehensiveness_random: FloatArray
+    sufficiency_random: FloatArray
+
+    @property
+    def n(self) -> int:
+        return int(self.comprehensiveness.size)
+
+
+@dataclass(frozen=True)
+class ExplainData:
+    """One attack run's successful adversarial examples: similarity for each; faithfulness,
+    convergence deltas and seconds for those explained; ``threshold`` for the share of
+    examples at least that similar."""
+
+    similarity: FloatArray
+    explained: ExplainedData
+    delta: FloatArray
+    seconds: FloatArray
+    threshold: float = 0.8
+
+    @property
+    def n(self) -> int:
+        return int(self.similarity.size)
+
+
+def _explained(d: ExplainData) -> ExplainedData:
+    return d.explained
+
+
+@metric("similarity_mean", "explain", higher_is_better=None)
+def _similarity_mean(d: ExplainData, idx: IntArray | None) -> Any:
+    """Mean MiniLM cosine similarity of original and adversarial text (higher: closer to the
+    original, a more credible adversarial example)."""
+    return _mean(d.similarity, idx)
+
+
+@metric("similarity_above", "explain", higher_is_better=None)
+def _similarity_above(d: ExplainData, idx: IntArray | None) -> Any:
+    """Share of adversarial examples whose similarity is at least the threshold (higher: more
+    of them plausibly keep the meaning)."""
+    return _mean((d.similarity >= d.threshold).astype(np.float64), idx)
+
+
+@metric("n", "explain", higher_is_better=None, ci=False)
+def _explain_n(d: ExplainData, idx: IntArray | None) -> Any:
+    """Successful adversarial examples annotated."""
+    return float(d.n)
+
+
+@metric("n_explained", "explain", higher_is_better=None, ci=False)
+def _explain_n_explained(d: ExplainData, idx: IntArray | None) -> Any:
+    """Adversarial examples explained with integrated gradients (the budget)."""
+    return float(d.explained.n)
+
+
+@metric("comprehensiveness", "explain", population=_explained)
+def _comprehensiveness(d: ExplainedData, idx: IntArray | None) -> Any:
+    """AOPC comprehensiveness: mean drop of the target probability when the top-k% attributed
+    tokens are deleted (higher: the attributions found what the model uses)."""
+    return _mean(d.comprehensiveness, idx)
+
+
+@metric("sufficiency", "explain", higher_is_better=False, population=_explained)
+def _sufficiency(d: ExplainedData, idx: IntArray | None) -> Any:
+    """AOPC sufficiency: mean drop of the target probability when only the top-k% attributed
+    tokens are kept (lower: those tokens alone suffice)."""
+    return _mean(d.sufficiency, idx)
+
+
+@metric("comprehensiveness_random", "explain", higher_is_better=None, population=_explained)
+def _comprehensiveness_random(d: ExplainedData, idx: IntArray | None) -> Any:
+    """Comprehensiveness of a seeded random ranking of the same tokens (the reference)."""
+    return _mean(d.comprehensiveness_random, idx)
+
+
+@metric("sufficiency_random", "explain", higher_is_better=None, population=_explained)
+def _sufficiency_random(d: ExplainedData, idx: IntArray | None) -> Any:
+    """Sufficiency of a seeded random ranking of the same tokens (the reference)."""
+    return _mean(d.sufficiency_random, idx)
+
+
+@metric("comprehensiveness_gain", "explain", population=_explained)
+def _comprehensiveness_gain(d: ExplainedData, idx: IntArray | None) -> Any:
+    """Comprehensiveness minus a random ranking's, per example (higher: more faithful than
+    chance; 0: no better than deleting random tokens)."""
+    return _mean(d.comprehensiveness - d.comprehensiveness_random, idx)
+
+
+@metric("sufficiency_gain", "explain", population=_explained)
+def _sufficiency_gain(d: ExplainedData, idx: IntArray | None) -> Any:
+    """A random ranking's sufficiency minus the attributions', per example (higher: the top
+    tokens carry more of the prediction than random ones)."""
+    return _mean(d.sufficiency_random - d.sufficiency, idx)
+
+
+@metric("ig_delta_max", "explain", higher_is_better=False, ci=False)
+def _ig_delta_max(d: ExplainData, idx: IntArray | None) -> Any:
+    """Largest absolute convergence delta of integrated gradients over explained texts."""
+    return float(np.abs(d.delta).max()) if d.delta.size else math.nan
+
+
+@metric("ig_delta_mean", "explain", higher_is_better=False, ci=False)
+def _ig_delta_mean(d: ExplainData, idx: IntArray | None) -> Any:
+    """Mean absolute convergence delta of integrated gradients over explained texts."""
+    return float(np.abs(d.delta).mean()) if d.delta.size else math.nan
+
+
+@metric("ig_seconds", "explain", higher_is_better=None, ci=False)
+def _ig_seconds(d: ExplainData, idx: IntArray | None) -> Any:
+    """Mean seconds per explained example (both texts and the faithfulness passes)."""
+    return float(d.seconds.mean()) if d.seconds.size else math.nan
+
+
+EXPLAIN_METRICS: tuple[str, ...] = (
+    "similarity_mean",
+    "n",
+    "n_explained",
+    "comprehensiveness",
+    "sufficiency",
+    "comprehensiveness_random",
+    "sufficiency_random",
+    "comprehensiveness_gain",
+    "sufficiency_gain",
+    "ig_delta_max",
+    "ig_delta_mean",
+    "ig_seconds",
+)
+
+
+def batched_ece(labels: IntArray, probs: FloatArray, idx: IntArray, n_bins: int = 15) -> FloatArray:
+    """Top-label ECE of each resample (rows of ``idx``), binned as
+    :func:`expected_calibration_error` bins: for paired bootstraps of a calibration difference."""
+    labels, probs, preds = _check_probs(labels, probs)
+    conf = probs.max(axis=1)
+    gap = (preds == labels).astype(np.float64) - conf
+    return _batched_ece(_ece_bins(conf, n_bins), gap, np.atleast_2d(idx), n_bins)
+
+
+def reliability_bins(
+    labels: IntArray, probs: FloatArray, n_bins: int = 15
+) -> list[dict[str, float]]:
+    """Per non-empty confidence bin (the ECE's bins): its range, examples, mean confidence and
+    accuracy; what a reliability diagram draws."""
+    labels, probs, preds = _check_probs(labels, probs)
+    conf = probs.max(axis=1)
+    bins = _ece_bins(conf, n_bins)
+    out = []
+    for b in range(n_bins):
+        members = bins == b
+        count = int(members.sum())
+        if not count:
+            continue
+        out.append(
+            {
+                "low": b / n_bins,
+                "high": (b + 1) / n_bins,
+                "n": float(count),
+                "confidence": float(conf[members].mean()),
+                "accuracy": float((preds[members] == labels[members]).mean()),
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # Paired comparisons (regression gate)
 
 

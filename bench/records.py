@@ -119,6 +119,36 @@ class SuiteRunConfig(RunConfig):
     query_budget: int | None = None
 
 
+# -- audits (issue 15): behavioural tests and adversarial-example annotations --------------
+
+
+class BehaveRunConfig(RunConfig):
+    """A behavioural test suite (templates and lexicons) expanded with a seed and run on a model."""
+
+    kind: ClassVar[str] = "behave"
+    suite: str = ""
+    suite_version: str = "1"
+    # SHA-256 of the suite's canonical JSON: a changed template or lexicon is another run.
+    suite_hash: str = ""
+    # The suite's tests in order: name, capability, type (mft, inv, dir) and case count.
+    tests: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ExplainRunConfig(RunConfig):
+    """Annotations of one attack run's successful adversarial examples: sentence similarity
+    (MiniLM) for all, integrated gradients and faithfulness for a budget of them."""
+
+    kind: ClassVar[str] = "explain"
+    attack_run: str = ""
+    attack: str = ""
+    ig_steps: int = 50
+    ig_budget: int = 10
+    aopc_fractions: list[float] = Field(default_factory=list)
+    encoder: str = ""
+
+
+# -- end of audits -------------------------------------------------------------------------
+
 CONFIG_TYPES: dict[str, type[RunConfig]] = {
     cls.kind: cls
     for cls in (
@@ -127,6 +157,8 @@ CONFIG_TYPES: dict[str, type[RunConfig]] = {
         PromptSetRunConfig,
         AttackRunConfig,
         SuiteRunConfig,
+        BehaveRunConfig,
+        ExplainRunConfig,
     )
 }
 
@@ -254,6 +286,76 @@ class PromptRow:
     correct_norm: bool
     shots: Sequence[str]
     choices: Sequence[str] = field(default_factory=tuple)
+
+
+# -- audits (issue 15) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BehaveRow:
+    """One behavioural test case through a classifier.
+
+    ``inputs`` is the case (every input column); ``variant`` the perturbed or paired case of an
+    invariance or directional test (empty for minimum-functionality tests). ``expected`` is the
+    task label the case expects (-1: none, as in invariance tests); probabilities are in task
+    label order; ``passed`` is the test's verdict on this case.
+    """
+
+    idx: int
+    uid: str
+    test: str
+    test_type: str  # mft | inv | dir
+    inputs: Sequence[str]
+    variant: Sequence[str]
+    expected: int
+    pred: int
+    pred_variant: int
+    probs: Sequence[float]
+    probs_variant: Sequence[float]
+    passed: bool
+
+
+@dataclass(frozen=True)
+class TokenAttribution:
+    """Integrated gradients of one text: word pieces, their attributions (summed over the
+    embedding), the convergence delta (sum of attributions minus the output difference), the
+    attributed output (probability of ``target``) at the input and at the baseline."""
+
+    tokens: Sequence[str]
+    scores: Sequence[float]
+    delta: float
+    output: float
+    baseline_output: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Integrated gradients of an adversarial example's original and perturbed text for the
+    original prediction, and faithfulness (AOPC) of the original's ranking against a random
+    one; ``seconds`` is what it cost."""
+
+    target: int
+    original: TokenAttribution
+    adversarial: TokenAttribution
+    comprehensiveness: float
+    sufficiency: float
+    comprehensiveness_random: float
+    sufficiency_random: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ExplainRow:
+    """One successful adversarial example: the MiniLM cosine similarity of its attacked
+    column(s) before and after, and its explanation when it was within the budget."""
+
+    idx: int
+    uid: str
+    similarity: float
+    explanation: Explanation | None = None
+
+
+# -- end of audits -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from typing import Any, Generic, TypeVar
 from bench.errors import BenchError, shown
 from bench.records import (
     AttackRow,
+    BehaveRow,
+    ExplainRow,
     MetricSettings,
     PredictionRow,
     PromptRow,
@@ -40,7 +42,9 @@ from bench.specs import canonical_json, sha256_text
 
 __all__ = [
     "ATTACK_TABLE",
+    "BEHAVE_TABLE",
     "DEFAULT_DB",
+    "EXPLAIN_TABLE",
     "PREDICTION_TABLE",
     "PROMPT_TABLE",
     "SCHEMA_VERSION",
@@ -55,7 +59,7 @@ __all__ = [
     "run_key",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Stores up to this size are integrity-checked when opened (about 0.1 s per 10 MB).
 _CHECKED_SIZE = 256 << 20
 APP_ID = "nlp-bench"
@@ -191,6 +195,36 @@ _TABLES: dict[str, str] = {
     "run_key_parts": _KEY_PARTS,
     "run_provenance": _PROVENANCE,
 }
+
+# -- audits (issue 15): behavioural test cases and adversarial-example annotations (schema 4) --
+_AUDIT_TABLES: dict[str, str] = {
+    "behave_examples": """CREATE TABLE IF NOT EXISTS behave_examples (
+    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    uid TEXT NOT NULL,
+    test TEXT NOT NULL,
+    test_type TEXT NOT NULL CHECK (test_type IN ('mft', 'inv', 'dir')),
+    inputs TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    expected INTEGER NOT NULL,
+    pred INTEGER NOT NULL,
+    pred_variant INTEGER NOT NULL,
+    probs TEXT NOT NULL,
+    probs_variant TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    PRIMARY KEY (run_key, idx)
+)""",
+    "explain_examples": """CREATE TABLE IF NOT EXISTS explain_examples (
+    run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    uid TEXT NOT NULL,
+    similarity REAL NOT NULL,
+    explanation TEXT,
+    PRIMARY KEY (run_key, idx)
+)""",
+}
+_TABLES.update(_AUDIT_TABLES)
+# -- end of audits -----------------------------------------------------------------------------
 
 # What the leaderboard asks ("the newest complete run per model, task, split, kind and column")
 # and the CLI's run listings filter on.
@@ -352,8 +386,90 @@ PROMPT_TABLE: RowTable[PromptRow] = RowTable(
     ),
 )
 
+# -- audits (issue 15) ----------------------------------------------------------------------
+
+
+def _explanation_json(row: ExplainRow) -> str | None:
+    import dataclasses
+
+    if row.explanation is None:
+        return None
+    return json.dumps(dataclasses.asdict(row.explanation), ensure_ascii=False)
+
+
+def _explanation(text: str | None) -> Any:
+    from bench.records import Explanation, TokenAttribution
+
+    if text is None:
+        return None
+    data = json.loads(text)
+    return Explanation(
+        **{
+            **data,
+            "original": TokenAttribution(**data["original"]),
+            "adversarial": TokenAttribution(**data["adversarial"]),
+        }
+    )
+
+
+BEHAVE_TABLE: RowTable[BehaveRow] = RowTable(
+    "behave_examples",
+    (
+        "idx",
+        "uid",
+        "test",
+        "test_type",
+        "inputs",
+        "variant",
+        "expected",
+        "pred",
+        "pred_variant",
+        "probs",
+        "probs_variant",
+        "passed",
+    ),
+    lambda r: (
+        r.idx,
+        r.uid,
+        r.test,
+        r.test_type,
+        _texts(r.inputs),
+        _texts(r.variant),
+        r.expected,
+        r.pred,
+        r.pred_variant,
+        _floats(r.probs),
+        _floats(r.probs_variant),
+        int(r.passed),
+    ),
+    lambda t: BehaveRow(
+        idx=t[0],
+        uid=t[1],
+        test=t[2],
+        test_type=t[3],
+        inputs=json.loads(t[4]),
+        variant=json.loads(t[5]),
+        expected=t[6],
+        pred=t[7],
+        pred_variant=t[8],
+        probs=json.loads(t[9]),
+        probs_variant=json.loads(t[10]),
+        passed=bool(t[11]),
+    ),
+)
+
+EXPLAIN_TABLE: RowTable[ExplainRow] = RowTable(
+    "explain_examples",
+    ("idx", "uid", "similarity", "explanation"),
+    lambda r: (r.idx, r.uid, float(r.similarity), _explanation_json(r)),
+    lambda t: ExplainRow(
+        idx=t[0], uid=t[1], similarity=float(t[2]), explanation=_explanation(t[3])
+    ),
+)
+# -- end of audits -----------------------------------------------------------------------------
+
 ROW_TABLES: dict[str, RowTable[Any]] = {
-    t.name: t for t in (PREDICTION_TABLE, ATTACK_TABLE, PROMPT_TABLE)
+    t.name: t for t in (PREDICTION_TABLE, ATTACK_TABLE, PROMPT_TABLE, BEHAVE_TABLE, EXPLAIN_TABLE)
 }
 
 
@@ -485,9 +601,21 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
 # ---- end of submission bundles ----
 
 
+# ---- Audits (issue 15) ----
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Schema 4 adds the audit tables: behavioural test cases and adversarial-example
+    annotations. Nothing existing changes."""
+    for statement in _AUDIT_TABLES.values():
+        conn.execute(statement)
+
+
+# ---- end of audits ----
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,  # submission bundles (issue 14)
+    3: _migrate_3_to_4,  # audits (issue 15)
 }
 
 
@@ -1111,6 +1239,14 @@ class ResultStore:
 
     def prompted_indices(self, key: str) -> set[int]:
         return self.row_indices(PROMPT_TABLE, key)
+
+    # -- audits (issue 15) --
+
+    def behave_rows(self, key: str) -> list[BehaveRow]:
+        return self.rows(BEHAVE_TABLE, key)
+
+    def explain_rows(self, key: str) -> list[ExplainRow]:
+        return self.rows(EXPLAIN_TABLE, key)
 
     # -- leaderboard queries ----------------------------------------------------------------
 

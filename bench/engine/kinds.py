@@ -187,6 +187,9 @@ _BUILTIN_KINDS = {
     "prompt_set": "bench.prompt_runner:PROMPT_SET",
     "attack": "bench.attacks.runner:ATTACK",
     "suite": "bench.attacks.runner:SUITE",
+    # Audits (issue 15).
+    "behave": "bench.behave.runner:BEHAVE",
+    "explain": "bench.audit.explain:EXPLAIN",
 }
 _KINDS: dict[str, RunKind | SummaryKind] = {}
 

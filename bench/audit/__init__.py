@@ -1,0 +1,64 @@
+"""Robustness audits: ``bench audit`` computes what the store lacks (clean evaluation, attack
+suites, behavioural tests, annotations of adversarial examples) and writes one self-contained
+HTML page and a JSON file with every number.
+
+``bench.audit.collect`` runs and gathers, ``bench.audit.report`` renders, ``bench.audit.explain``
+is the run kind that annotates adversarial examples (similarity, integrated gradients) and
+``bench.audit.attributions`` computes integrated gradients and faithfulness. See docs/audits.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.audit.collect import AuditOptions, AuditResult
+    from bench.specs import ModelSpec
+
+
+def audit(
+    model: str | ModelSpec,
+    tasks: Sequence[str | Path | Any],
+    *,
+    baseline: str | ModelSpec | None = None,
+    options: AuditOptions | None = None,
+    db: str | Path | None = None,
+    out: str | Path | None = None,
+    tasks_dir: Sequence[Path] = (),
+    progress: bool = False,
+) -> tuple[AuditResult, list[Path]]:
+    """Audit ``model`` on ``tasks`` (optionally against ``baseline``); the result and the files
+    written (``index.html``, ``audit.json`` in ``out``, default ``reports/audit/<model>-<tasks>``).
+
+    Bad input (a suite file, a task, labels that differ from the baseline's, an output folder
+    that cannot be written) is refused before anything is computed.
+    """
+    from bench.api import load_tasks, model_spec
+    from bench.attacks.suites import load_suite
+    from bench.audit.collect import AuditOptions, default_out, run_audit
+    from bench.audit.report import write_report
+    from bench.behave.spec import load_behave_suite
+    from bench.paths import check_output_dir
+    from bench.specs import ModelSpec
+    from bench.store import ResultStore
+
+    options = options or AuditOptions()
+    options.check()
+    suites = [load_suite(s) for s in options.suites]
+    behave = load_behave_suite(options.behave_suite) if options.behave_suite else None
+    spec = model if isinstance(model, ModelSpec) else model_spec(model)
+    base = baseline
+    if isinstance(base, str):
+        base = model_spec(base)
+    if base is not None and base.name == spec.name:
+        from bench.errors import BenchError
+
+        raise BenchError(f"--baseline is the audited model ({spec.name}); name another model")
+    datas = load_tasks(tasks, tasks_dir)
+    folder = Path(out) if out is not None else default_out(spec.name, [d.spec.name for d in datas])
+    check_output_dir(folder, "--out")
+    with ResultStore(Path(db) if db is not None else None) as store:
+        result = run_audit(store, spec, datas, suites, options, base, behave, progress)
+    return result, write_report(result.data, folder)
