@@ -1833,6 +1833,9 @@ def audit(
     backend: BackendOption = None,
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    ray_address: RayAddressOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """A robustness audit of --model on each --task: computes what the store lacks (clean
@@ -1874,9 +1877,11 @@ def audit(
     lm = parse_label_map(label_map)
     spec = parse_model(model, lm, False, backend)
     base = parse_model(baseline, lm, False, backend) if baseline is not None else None
+    from bench.api import executor as make_executor
+
     result, written = run(
         spec, task, baseline=base, options=options, db=db, out=out, tasks_dir=tasks_dir or [],
-        progress=progress,
+        progress=progress, executor=make_executor(executor, workers, ray_address),
     )  # fmt: skip
     source = (
         "everything answered from the store"

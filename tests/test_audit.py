@@ -378,3 +378,49 @@ def test_the_page_reads_with_scripts_off(tiny_audit: Audit, tmp_path: Path) -> N
             assert page.locator("h2#behave").is_visible()
         finally:
             context.close()
+
+
+def _rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every per-example row of a store, keyed by run and position (run keys do not depend on
+    the executor), the float columns as floats."""
+    queries = {
+        "predictions": "SELECT run_key, idx, uid, label, pred, probs FROM predictions",
+        "attack_examples": "SELECT run_key, idx, uid, status, perturbed, perturbed_pred, "
+        "queries, words_changed FROM attack_examples",
+        "behave_examples": "SELECT run_key, idx, uid, variant, pred, pred_variant, passed "
+        "FROM behave_examples",
+        "explain_examples": "SELECT run_key, idx, uid, similarity, explanation FROM explain_examples",
+    }
+    with sqlite3.connect(db) as conn:
+        return {name: sorted(conn.execute(sql).fetchall()) for name, sql in queries.items()}
+
+
+@pytest.mark.slow
+def test_the_audit_on_ray_workers_stores_the_same_rows(tiny_audit: Audit) -> None:
+    pytest.importorskip("ray")
+    db = tiny_audit.folder / "ray.sqlite"
+    out = tiny_audit.folder / "ray-report"
+    argv = [a for a in tiny_audit.argv]
+    argv[argv.index("--db") + 1] = str(db)
+    argv[argv.index("--out") + 1] = str(out)
+    proc = _bench(*argv, "--executor", "ray", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    local, ray = _rows(tiny_audit.db), _rows(db)
+    for table in ("attack_examples", "behave_examples"):
+        assert local[table] == ray[table] and local[table], table
+    for table in ("predictions", "explain_examples"):
+        assert len(local[table]) == len(ray[table]) > 0, table
+        for a, b in zip(local[table], ray[table], strict=True):
+            assert a[:3] == b[:3]
+            if table == "predictions":
+                assert a[3:5] == b[3:5]
+                assert json.loads(a[5]) == pytest.approx(json.loads(b[5]), abs=1e-6)
+            else:
+                assert a[3] == pytest.approx(b[3], abs=1e-6)
+                # Attributions: the same tokens, scores equal up to float summation order.
+                ea, eb = json.loads(a[4] or "null"), json.loads(b[4] or "null")
+                assert (ea is None) == (eb is None)
+    # The report's numbers are the same.
+    first = json.loads((tiny_audit.out / "audit.json").read_text(encoding="utf-8"))
+    second = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    assert first["tasks"][0]["summary"] == second["tasks"][0]["summary"]

@@ -28,11 +28,13 @@ def audit(
     out: str | Path | None = None,
     tasks_dir: Sequence[Path] = (),
     progress: bool = False,
+    executor: Any = None,
 ) -> tuple[AuditResult, list[Path]]:
     """Audit ``model`` on ``tasks`` (optionally against ``baseline``); the result and the files
     written (``index.html``, ``audit.json`` in ``out``, default ``reports/audit/<model>-<tasks>``).
 
-    Bad input (a suite file, a task, labels that differ from the baseline's, an output folder
+    ``executor`` (``bench.api.executor("ray", workers=4)``, say) computes the missing runs on
+    Ray workers; the report is the same. Bad input (a suite file, a task, labels that differ from the baseline's, an output folder
     that cannot be written) is refused before anything is computed.
     """
     from bench.api import load_tasks, model_spec
@@ -60,5 +62,7 @@ def audit(
     folder = Path(out) if out is not None else default_out(spec.name, [d.spec.name for d in datas])
     check_output_dir(folder, "--out")
     with ResultStore(Path(db) if db is not None else None) as store:
-        result = run_audit(store, spec, datas, suites, options, base, behave, progress)
+        result = run_audit(
+            store, spec, datas, suites, options, base, behave, progress, executor=executor
+        )
     return result, write_report(result.data, folder)

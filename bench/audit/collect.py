@@ -235,6 +235,7 @@ def run_audit(
     baseline: ModelSpec | None = None,
     behave: tuple[BehaveSuite, str] | None = None,
     progress: bool = False,
+    executor: Any = None,
 ) -> AuditResult:
     """Compute what is missing, then collect (see the module docstring)."""
     from bench.attacks.runner import AttackRunner
@@ -242,6 +243,7 @@ def run_audit(
     from bench.audit.explain import ExplainRunner, ExplainSettings
     from bench.behave.runner import BehaveRunner
     from bench.engine import Engine
+    from bench.engine.executors import LocalExecutor
     from bench.runner import Evaluator
     from bench.specs import EvalConfig
 
@@ -268,7 +270,12 @@ def run_audit(
         )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise BenchError(f"audit settings: {str(exc).splitlines()[-1].strip()}") from None
-    engine = Engine(store, progress=progress, metric_settings=eval_config.metric_settings())
+    engine = Engine(
+        store,
+        progress=progress,
+        metric_settings=eval_config.metric_settings(),
+        executor=executor if executor is not None else LocalExecutor(),
+    )
     evaluator = Evaluator(store, eval_config, progress=progress, engine=engine)
     attacks = AttackRunner(
         store,

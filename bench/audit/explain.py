@@ -21,7 +21,7 @@ from bench.store import EXPLAIN_TABLE, ResultStore
 from bench.tasks.examples import Example, TaskData
 
 if TYPE_CHECKING:
-    from bench.attacks.runner import AttackRunner
+    from bench.attacks.runner import AttackRunner, AttackSettings
     from bench.audit.attributions import Attributor
     from bench.backends import ModelPool
     from bench.metrics import MetricValue
@@ -49,7 +49,9 @@ class _Detail:
     columns: list[int]
     chosen: frozenset[int]
     settings: ExplainSettings
-    runner: AttackRunner
+    # Plain data, not the attack runner (which holds the store and the engine): a plan travels
+    # to Ray workers.
+    attack: AttackSettings
 
 
 @dataclass
@@ -81,12 +83,12 @@ class ExplainKind:
         from bench.models.labels import align_labels
 
         detail: _Detail = plan.detail
-        runner = detail.runner
         from bench import assets
+        from bench.attacks.runner import attack_resources
 
         assets.fetch(["minilm"], progress=False)  # one line per attack run otherwise
-        encoder = runner.resources.encoder()
-        classifier = models.classifier(plan.model, runner.load_settings())
+        encoder = attack_resources(detail.attack.masked_lm).encoder()
+        classifier = models.classifier(plan.model, detail.attack.load_settings())
         alignment = align_labels(
             classifier.labels,
             plan.task.spec.labels,
@@ -102,7 +104,7 @@ class ExplainKind:
                 tokenizer,
                 alignment.matrix,
                 steps=detail.settings.steps,
-                max_length=runner.config.max_length,
+                max_length=detail.attack.config.max_length,
                 fractions=detail.settings.fractions,
             )
         record = replace(
@@ -254,7 +256,9 @@ class ExplainRunner(EngineClient):
             "config": {**loaded, "max_length": self.attacks.config.max_length},
         }
         examples = [Example(r.idx, r.uid, tuple(r.original), r.label) for r in wins]
-        detail = _Detail({r.idx: r for r in wins}, columns, chosen, self.settings, self.attacks)
+        detail = _Detail(
+            {r.idx: r for r in wins}, columns, chosen, self.settings, self.attacks.settings
+        )
         return new_plan(
             EXPLAIN,
             parts,
