@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bench.engine.kinds import WorkUnit
 from bench.errors import BenchError, shown
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 SHARD_COST = int(os.environ.get("BENCH_SHARD_COST", 64 * 200))
 SHARD_MAX = 256
 RETRIES = 2
+J = TypeVar("J")  # a job handed to a Ray worker: a shard of work units, or a call's index
 
 
 @dataclass
@@ -221,17 +222,10 @@ class RayExecutor:
         failures: list[str] = []
 
         def rows() -> Iterator[Sequence[Any]]:
-            queue: list[tuple[list[WorkUnit], int]] = [(shard, 0) for shard in todo]
-            pending: dict[Any, tuple[int, list[WorkUnit], int]] = {}
-            free = list(range(len(actors)))
-            while queue or pending:
-                while queue and free:
-                    worker = free.pop(0)
-                    shard, attempt = queue.pop(0)
-                    pending[actors[worker].shard.remote(payload, shard)] = (worker, shard, attempt)
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
-                worker, shard, attempt = pending.pop(ref)
-                free.append(worker)
+            jobs = _Dispatch(
+                ray, actors, todo, lambda actor, shard: actor.shard.remote(payload, shard)
+            )
+            for worker, shard, attempt, ref in jobs:
                 try:
                     shard_rows, seconds = ray.get(ref)
                 except Exception as exc:  # a raising unit, or a worker that died under it
@@ -242,8 +236,7 @@ class RayExecutor:
                             f"a shard of run {plan.key} failed {attempt + 1} times; last: "
                             f"{_first_line(exc)}"
                         ) from None
-                    # First in line again; a worker that died is restarted by Ray meanwhile.
-                    queue.insert(0, (shard, attempt + 1))
+                    jobs.retry(shard, attempt)  # a worker that died is restarted by Ray meanwhile
                     continue
                 timing[worker][0] += sum(len(u.positions) for u in shard)
                 timing[worker][1] += seconds
@@ -273,17 +266,10 @@ class RayExecutor:
         ray = self._ray()
         actors = self.actors()
         results: dict[int, Any] = {}
-        queue: list[tuple[int, int]] = [(i, 0) for i in range(len(calls))]
-        pending: dict[Any, tuple[int, int, int]] = {}
-        free = list(range(len(actors)))
-        while queue or pending:
-            while queue and free:
-                worker = free.pop(0)
-                index, attempt = queue.pop(0)
-                pending[actors[worker].call.remote(fn, calls[index])] = (worker, index, attempt)
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            worker, index, attempt = pending.pop(ref)
-            free.append(worker)
+        jobs = _Dispatch(
+            ray, actors, range(len(calls)), lambda actor, i: actor.call.remote(fn, calls[i])
+        )
+        for _, index, attempt, ref in jobs:
             try:
                 results[index] = ray.get(ref)
             except ray.exceptions.RayActorError as exc:  # the worker died; Ray restarts it
@@ -292,10 +278,40 @@ class RayExecutor:
                         f"job {index + 1} of {len(calls)} failed {attempt + 1} times; last: "
                         f"{_first_line(exc)}"
                     ) from None
-                queue.insert(0, (index, attempt + 1))
+                jobs.retry(index, attempt)
             except Exception:
                 _get(ray, ref)  # raises the job's own error, as one line
         return [results[i] for i in range(len(calls))]
+
+
+class _Dispatch(Generic[J]):
+    """Hands jobs to free workers, one job per worker at a time, and yields each finished one as
+    (worker index, job, attempt, Ray reference) in the order they finish; ``retry`` puts a job
+    first in line again (the caller decides what is worth another try)."""
+
+    def __init__(
+        self, ray: Any, actors: list[Any], jobs: Iterable[J], submit: Callable[[Any, J], Any]
+    ) -> None:
+        self.ray = ray
+        self.actors = actors
+        self.submit = submit
+        self.queue: list[tuple[J, int]] = [(job, 0) for job in jobs]
+
+    def retry(self, job: J, attempt: int) -> None:
+        self.queue.insert(0, (job, attempt + 1))
+
+    def __iter__(self) -> Iterator[tuple[int, J, int, Any]]:
+        pending: dict[Any, tuple[int, J, int]] = {}
+        free = list(range(len(self.actors)))
+        while self.queue or pending:
+            while self.queue and free:
+                worker = free.pop(0)
+                job, attempt = self.queue.pop(0)
+                pending[self.submit(self.actors[worker], job)] = (worker, job, attempt)
+            (ref,), _ = self.ray.wait(list(pending), num_returns=1)
+            worker, job, attempt = pending.pop(ref)
+            free.append(worker)
+            yield worker, job, attempt, ref
 
 
 def _probe(address: str) -> None:
