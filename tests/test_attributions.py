@@ -42,13 +42,11 @@ def _probability(model: Any, tokenizer: Any, ids: list[int], target: int) -> flo
     return float(torch.softmax(logits, dim=-1)[0, target])
 
 
-@pytest.mark.parametrize("text", TEXTS)
-def test_attributions_are_complete_within_the_reported_delta(
-    sentiment: tuple[Any, Any], text: tuple[str]
-) -> None:
-    model, tokenizer = sentiment
-    attributor = Attributor(model, tokenizer, np.eye(2))
-    for target in (0, 1):
+def _check_completeness(model: Any, tokenizer: Any, text: tuple[str, ...], labels: int) -> float:
+    """Completeness for every target; returns the largest output move (input vs baseline)."""
+    attributor = Attributor(model, tokenizer, np.eye(labels))
+    moved = 0.0
+    for target in range(labels):
         a, enc = attributor.attribute(text, target)
         # The model outputs at the input and at the baseline, recomputed here without Captum.
         at_input = _probability(model, tokenizer, enc.ids, target)
@@ -65,8 +63,45 @@ def test_attributions_are_complete_within_the_reported_delta(
         assert len(a.tokens) == len(a.scores) == len(enc.ids)
         # Special tokens are the same at both ends of the path: no attribution.
         assert all(abs(s) < 1e-7 for s, sp in zip(a.scores, enc.special, strict=True) if sp)
-    # The check is not vacuous: the output moves far between baseline and input.
-    assert abs(at_input - at_baseline) > 0.1 or abs(a.output - a.baseline_output) > 0.1
+        moved = max(moved, abs(at_input - at_baseline))
+    return moved
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_attributions_are_complete_within_the_reported_delta(
+    sentiment: tuple[Any, Any], text: tuple[str]
+) -> None:
+    from bench import defaults
+
+    model, tokenizer = sentiment
+    moved = _check_completeness(model, tokenizer, text, 2)
+    # The check is not vacuous where the output moves far between baseline and input: with the
+    # fully trained default model (the miniature one a clean checkout trains for the tests stays
+    # near 0.5 everywhere; the wide random model below covers that case).
+    if defaults.trained_model_dir(defaults.DEFAULT_MODELS["minilm-sentiment"]) is not None:
+        assert moved > 0.1
+
+
+def test_completeness_on_a_model_whose_output_moves(tmp_path: Path) -> None:
+    """A random BERT with wide weights: its outputs move far between the baseline and the input
+    in any environment, so the delta bound cannot hold by itself."""
+    import torch
+    from conftest import TINY_WORDS, build_tiny_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = build_tiny_model(tmp_path / "wide", seed=3, init_range=0.5)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        moved = [
+            _check_completeness(model, tokenizer, (" ".join(TINY_WORDS[i : i + 8]),), 3)
+            for i in (0, 5, 10)
+        ]
+    finally:
+        torch.set_num_threads(threads)
+    assert max(moved) > 0.1, moved
 
 
 def test_fewer_steps_leave_a_larger_delta(sentiment: tuple[Any, Any]) -> None:
