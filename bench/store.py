@@ -573,6 +573,35 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE prompt_examples ADD COLUMN choices TEXT NOT NULL DEFAULT '[]'")
 
 
+def _run_columns(record: RunRecord, **when: Any) -> dict[str, Any]:
+    """A record as the ``runs`` table stores it, column by column (the column names are this
+    module's literals, never data); ``when`` adds the status and timing columns."""
+    config = canonical_json(record.config.to_json())
+    return {
+        "run_key": record.run_key,
+        "kind": record.kind,
+        "task": record.task,
+        "task_version": record.task_version,
+        "task_hash": record.task_hash,
+        "model": record.model,
+        "model_path": record.model_path,
+        "model_hash": record.model_hash,
+        "config_json": config,
+        "config_hash": sha256_text(config),
+        "split": record.split,
+        "n_examples": record.n_examples,
+        "label_names": json.dumps(record.label_names),
+        "label_mapping": canonical_json(record.label_mapping),
+        "seed": record.seed,
+        "harness_version": record.harness_version,
+        "versions_json": canonical_json(record.versions),
+        "column_name": record.column,
+        "profile_hash": record.profile_hash,
+        "backend": record.backend,
+        **when,
+    }
+
+
 # ---- Submission bundles (issue 14) ----
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     """Schema 3 adds two tables and touches no existing row: each run's key parts (runs stored
@@ -894,37 +923,12 @@ class ResultStore:
     def begin_run(self, record: RunRecord) -> RunRecord:
         """Insert the run if new (a failed one starts again); return the stored record (an
         existing one wins), shown under ``record.model``."""
-        config = canonical_json(record.config.to_json())
+        columns = _run_columns(record, status="running", created_at=time.time())
         with self._tx() as conn:
             conn.execute(
-                """INSERT OR IGNORE INTO runs (run_key, kind, task, task_version, task_hash,
-                model, model_path, model_hash, config_json, config_hash, split, n_examples,
-                label_names, label_mapping, seed, harness_version, versions_json, status,
-                created_at, column_name, profile_hash, backend)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'running',?,?,?,?)""",
-                (
-                    record.run_key,
-                    record.kind,
-                    record.task,
-                    record.task_version,
-                    record.task_hash,
-                    record.model,
-                    record.model_path,
-                    record.model_hash,
-                    config,
-                    sha256_text(config),
-                    record.split,
-                    record.n_examples,
-                    json.dumps(record.label_names),
-                    canonical_json(record.label_mapping),
-                    record.seed,
-                    record.harness_version,
-                    canonical_json(record.versions),
-                    time.time(),
-                    record.column,
-                    record.profile_hash,
-                    record.backend,
-                ),
+                f"INSERT OR IGNORE INTO runs ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                tuple(columns.values()),
             )
             conn.execute(
                 "UPDATE runs SET status='running', error=NULL WHERE run_key=? AND status='failed'",
@@ -1335,38 +1339,17 @@ class ResultStore:
                 ).fetchone()
                 if exists:
                     continue
-                config = canonical_json(record.config.to_json())
+                columns = _run_columns(
+                    record,
+                    status="complete",
+                    created_at=record.created_at,
+                    finished_at=record.finished_at,
+                    compute_s=record.compute_s,
+                )
                 conn.execute(
-                    """INSERT INTO runs (run_key, kind, task, task_version, task_hash, model,
-                    model_path, model_hash, config_json, config_hash, split, n_examples,
-                    label_names, label_mapping, seed, harness_version, versions_json, status,
-                    created_at, finished_at, compute_s, column_name, profile_hash, backend)
-                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'complete',?,?,?,?,?,?)""",
-                    (
-                        record.run_key,
-                        record.kind,
-                        record.task,
-                        record.task_version,
-                        record.task_hash,
-                        record.model,
-                        record.model_path,
-                        record.model_hash,
-                        config,
-                        sha256_text(config),
-                        record.split,
-                        record.n_examples,
-                        json.dumps(record.label_names),
-                        canonical_json(record.label_mapping),
-                        record.seed,
-                        record.harness_version,
-                        canonical_json(record.versions),
-                        record.created_at,
-                        record.finished_at,
-                        record.compute_s,
-                        record.column,
-                        record.profile_hash,
-                        record.backend,
-                    ),
+                    f"INSERT INTO runs ({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' * len(columns))})",
+                    tuple(columns.values()),
                 )
                 conn.executemany(
                     "INSERT INTO run_members (run_key, position, member_key) VALUES (?,?,?)",

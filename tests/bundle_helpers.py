@@ -82,6 +82,23 @@ def populate(
         bench.prompt([f"lm={lm_dir}"], [task], shots=[0], db=db, device="cpu", limit=limit)
 
 
+def submit_both(db: Path, task: Path, folder: Path) -> dict[str, Path]:
+    """``bench submit`` of the classifier and the language model ``populate`` stored: one bundle
+    each, written as ``folder/NAME.zip``."""
+    from fuzz.fuzzkit import run_cli
+
+    bundles = {}
+    for name in ("tiny", "lm"):
+        out = folder / f"{name}.zip"
+        result = run_cli(
+            ["submit", "-m", name, "--db", str(db), "--out", str(out), "--tasks-dir",
+             str(task.parent)]
+        )  # fmt: skip
+        assert result.exit_code == 0, result.describe()
+        bundles[name] = out
+    return bundles
+
+
 def read_zip(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as zf:
         return {i.filename: zf.read(i) for i in zf.infolist()}

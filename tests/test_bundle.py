@@ -49,24 +49,7 @@ def world(
     lm = build_tiny_llama(root / "llama")
     db = root / "source.sqlite"
     bh.populate(db, task, tiny_model_dir, lm_dir=lm)
-    bundles = {}
-    for name in ("tiny", "lm"):
-        out = root / f"{name}.zip"
-        result = run_cli(
-            [
-                "submit",
-                "-m",
-                name,
-                "--db",
-                str(db),
-                "--out",
-                str(out),
-                "--tasks-dir",
-                str(task.parent),
-            ]
-        )
-        assert result.exit_code == 0, result.describe()
-        bundles[name] = out
+    bundles = bh.submit_both(db, task, root)
     return World(root, task.parent, db, tiny_model_dir, lm, bundles)
 
 

@@ -11,7 +11,9 @@ could resolve either way) or nesting beyond ``MAX_DEPTH`` is refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 # Deeper than any manifest or row; far below where the JSON parser's recursion would fail.
@@ -66,34 +68,33 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+@contextlib.contextmanager
+def _as_format_errors() -> Iterator[None]:
+    """The parser's failures as a JSONFormatError with a short reason."""
+    try:
+        yield
+    except JSONFormatError:
+        raise
+    except RecursionError:
+        raise JSONFormatError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except json.JSONDecodeError as exc:
+        raise JSONFormatError(
+            f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+
+
 def loads_flat(text: str) -> Any:
     """Parse one bundle row: as strict as ``loads`` for constants and depth, in C speed (no
     Python hook per object). A key given twice is not refused here: the row then differs from
     its canonical text, which the reader checks."""
-    try:
+    with _as_format_errors():
         return _ROW_DECODER.decode(text)
-    except JSONFormatError:
-        raise
-    except RecursionError:
-        raise JSONFormatError(f"nested more than {MAX_DEPTH} levels deep") from None
-    except json.JSONDecodeError as exc:
-        raise JSONFormatError(
-            f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
 
 
 def loads(text: str) -> Any:
     """Parse bundle JSON strictly; JSONFormatError with a short reason when it is not."""
-    try:
+    with _as_format_errors():
         value = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
-    except JSONFormatError:
-        raise
-    except RecursionError:
-        raise JSONFormatError(f"nested more than {MAX_DEPTH} levels deep") from None
-    except json.JSONDecodeError as exc:
-        raise JSONFormatError(
-            f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise JSONFormatError(f"nested more than {MAX_DEPTH} levels deep")
     return value

@@ -52,24 +52,7 @@ def genuine(
     task = bh.write_task(root / "tasks", n=30)
     db = root / "store.sqlite"
     bh.populate(db, task, tiny_model_dir, lm_dir=build_tiny_llama(root / "llama"), attack_limit=4)
-    bundles = {}
-    for name in ("tiny", "lm"):
-        out = root / f"{name}.zip"
-        result = run_cli(
-            [
-                "submit",
-                "-m",
-                name,
-                "--db",
-                str(db),
-                "--out",
-                str(out),
-                "--tasks-dir",
-                str(task.parent),
-            ]
-        )
-        assert result.exit_code == 0, result.describe()
-        bundles[name] = bh.read_zip(out)
+    bundles = {name: bh.read_zip(out) for name, out in bh.submit_both(db, task, root).items()}
     return Genuine(task.parent, bundles, _bombs(bundles["tiny"]))
 
 
