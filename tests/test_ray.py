@@ -1,5 +1,5 @@
-"""The Ray executor on an embedded local Ray instance: the same rows as the local executor on 1
-and 2 workers, a worker killed mid-run, a driver killed and resumed on another number of
+"""The Ray executor on an embedded local Ray instance: the same rows as the local executor on 1,
+2 and 4 workers, a worker killed mid-run, a driver killed and resumed on another number of
 workers, and bad input."""
 
 from __future__ import annotations
@@ -94,15 +94,19 @@ def _rows(db: Path, executor: Any, task: TaskData, model: Path, lm: Path) -> dic
         }
 
 
-def test_local_and_ray_on_one_and_two_workers_give_identical_rows(
+def test_local_and_ray_on_one_two_and_four_workers_give_identical_rows(
     tmp_path: Path, task_path: Path, tiny_model_dir: Path, ray_session: None
 ) -> None:
+    import ray
     from lm_helpers import build_tiny_llama
 
     task = _load(task_path)
     lm = build_tiny_llama(tmp_path / "lm")
     local = _rows(tmp_path / "local.sqlite", LocalExecutor(), task, tiny_model_dir, lm)
-    for workers in (1, 2):
+    for workers in (1, 2, 4):
+        # A fresh Ray instance per topology, as each command starts its own (four workers on
+        # two cores need an instance started for four).
+        ray.shutdown()
         executor = RayExecutor(workers=workers)
         ray_rows = _rows(tmp_path / f"ray{workers}.sqlite", executor, task, tiny_model_dir, lm)
         executor.close()
@@ -240,6 +244,24 @@ def test_bad_executor_input_is_one_line(tmp_path: Path, task_path: Path) -> None
     unreachable = run("--executor", "ray", "--ray-address", "127.0.0.1:9")
     assert_user_error(unreachable, "127.0.0.1:9")
     assert time.monotonic() - started < 60
+
+
+def test_more_workers_than_the_ray_instance_has_cpus_is_one_line(ray_session: None) -> None:
+    import ray
+
+    from bench.errors import BenchError
+
+    ray.shutdown()
+    small = RayExecutor(workers=1)
+    small.worker_pids()  # starts an instance with a CPU per core of this machine
+    try:
+        cpus = int(ray.cluster_resources()["CPU"])
+        started = time.monotonic()
+        with pytest.raises(BenchError, match=f"--workers {cpus + 1} needs a CPU per worker") as e:
+            RayExecutor(workers=cpus + 1).worker_pids()
+        assert "\n" not in str(e.value) and time.monotonic() - started < 10
+    finally:
+        small.close()
 
 
 def _square_after(x: int, pause: float) -> tuple[int, int]:

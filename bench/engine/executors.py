@@ -201,6 +201,18 @@ class RayExecutor:
     def actors(self) -> list[Any]:
         ray = self._ray()
         if not self._actors:
+            # Each worker holds one CPU; one that can never be placed would leave the run
+            # waiting forever. (An instance this process started has room for its workers; one
+            # it joined, or started earlier with fewer, may not.)
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            if cpus < self.workers:
+                where = (
+                    f"the Ray cluster at {self.address}" if self.address else "this Ray instance"
+                )
+                raise BenchError(
+                    f"--workers {self.workers} needs a CPU per worker and {where} has {cpus}; "
+                    f"ask for at most {cpus}"
+                )
             remote = ray.remote(num_cpus=1, max_restarts=RETRIES, max_task_retries=0)(_Worker)
             self._actors = [remote.remote(self.threads) for _ in range(self.workers)]
         return self._actors

@@ -9,6 +9,7 @@ and saving the result as an ordinary folder means later runs load it like any ot
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -84,6 +85,55 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
         raise
     log.info("converted %s to %s in %.1f s", gguf_path.name, out_dir, time.perf_counter() - started)
     return out_dir
+
+
+def dequantise_gguf(gguf_path: Path, out_path: Path) -> Path:
+    """Write ``gguf_path`` again as ``out_path`` with every tensor in float32.
+
+    The weights are exactly those transformers computes on load (:func:`convert_gguf`), in the
+    layout llama.cpp reads, and the metadata (tokenizer, chat template) is copied unchanged. A
+    server given this file computes with the same weights as the in-process model, so comparing
+    the two measures the serving alone; served quantised, the quantised kernels (which also round
+    activations to 8 bits) move near-tied logits as well. Atomic like :func:`convert_gguf`.
+    """
+    gguf_path = Path(gguf_path)
+    out_path = Path(out_path)
+    if not gguf_path.is_file():
+        raise ModelError(f"GGUF file {gguf_path} does not exist")
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter, LlamaFileType
+    from gguf.quants import dequantize
+
+    try:
+        reader = GGUFReader(str(gguf_path))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read GGUF file {gguf_path}: {exc}") from exc
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        writer = GGUFWriter(str(tmp), str(reader.fields["general.architecture"].contents()))
+        for key, field in reader.fields.items():
+            # The writer sets the header fields and the architecture itself.
+            if key.startswith("GGUF.") or key == "general.architecture":
+                continue
+            value = field.contents()
+            if key == "general.file_type":
+                value = int(LlamaFileType.ALL_F32)
+            subtype = field.types[1] if field.types[0] == GGUFValueType.ARRAY else None
+            writer.add_key_value(key, value, field.types[0], sub_type=subtype)
+        for tensor in reader.tensors:
+            weights = dequantize(tensor.data, tensor.tensor_type)
+            writer.add_tensor(tensor.name, np.ascontiguousarray(weights, dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        tmp.chmod(0o644)
+        tmp.replace(out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path
 
 
 def _gguf_scalar(reader: Any, key: str) -> Any:
