@@ -61,6 +61,37 @@ def _fake_hub(cache: Path, repo: str, commits: dict[str, str]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Shards (the Ray executor's work split)
+
+
+def test_shards_cover_what_is_missing_once_in_order_and_attacks_split_by_concurrency(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from bench.attacks.runner import AttackRunner
+    from bench.attacks.specs import AttackConfig, AttackSpec, SuiteSpec
+    from bench.engine.executors import SHARD_COST, shards
+    from bench.engine.kinds import WorkUnit
+
+    task = _pair_task(tmp_path, 400)
+    suite = SuiteSpec(name="t", attacks=[AttackSpec(name="deepwordbug", recipe="deepwordbug")])
+    model = ModelSpec(name="tiny", path=str(tiny_model_dir))
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        runner = AttackRunner(store, AttackConfig(limit=100), concurrency=16, progress=False)
+        (planned,) = runner.plan(task, suite)
+        plan = runner.run_plan(task, model, planned)
+    units = [WorkUnit((i,)) for i in range(len(plan.examples))]
+    chars = sum(len(x) for ex in plan.examples for x in ex.inputs)
+    assert chars < SHARD_COST  # one shard by cost alone
+    cut = shards(plan, units, set())
+    assert [len(s) for s in cut] == [16] * 6 + [4]
+    assert [u.positions for s in cut for u in s] == [u.positions for u in units]
+    # Stored examples are skipped; the rest keep their order.
+    done = set(range(0, 100, 3))
+    rest = [u.positions[0] for s in shards(plan, units, done) for u in s]
+    assert rest == [i for i in range(100) if i not in done]
+
+
+# ------------------------------------------------------------------------------------------------
 # Identity
 
 
