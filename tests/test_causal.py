@@ -6,6 +6,7 @@ sentences, so merges like " Paris" exist and the space-handling cases are real.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -239,6 +240,9 @@ def test_smollm2_converted_from_gguf(torch_one_thread: None) -> None:
     except AssetError as exc:
         pytest.skip(f"smollm2 asset unavailable: {exc}")
     assert not (folder / "tokenizer.model").exists()
+    # Read as tokenizer.json says under transformers 4 and 5 alike (vLLM runs 5).
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
     started = time.perf_counter()
     lm = CausalLM.load(str(folder), device="cpu")
     assert time.perf_counter() - started < 120

@@ -8,7 +8,6 @@ import contextlib
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import assert_user_error
+from served_helpers import free_port, serving
 
 # llama.cpp's OpenMP threads spin while they wait for work; on two shared cores that made a
 # 16-token answer take 8 s instead of 0.25 s. Set before llama_cpp loads its OpenMP runtime.
@@ -30,39 +30,17 @@ pytest.importorskip("uvicorn")
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
-def _serve(gguf: Path, alias: str) -> Iterator[str]:
+def _serve(gguf: Path, alias: str, log: Path) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on ``gguf``; yields its /v1 URL."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "1",
-         "--model_alias", alias],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"the llama-cpp-python server did not start on {gguf.name}")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+        "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "1",
+        "--model_alias", alias,
+    ]  # fmt: skip
+    with serving(command, port, log, {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, 120) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +53,9 @@ def q4_gguf() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(q4_gguf: Path) -> Iterator[str]:
+def server(q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The pinned SmolLM2 asset as it is, Q4_1."""
-    with _serve(q4_gguf, "smollm2-q4") as url:
+    with _serve(q4_gguf, "smollm2-q4", tmp_path_factory.mktemp("q4") / "server.log") as url:
         yield url
 
 
@@ -86,9 +64,10 @@ def f32_server(q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """The same file dequantised to float32: the weights the in-process model computes with."""
     from bench.models.gguf import dequantise_gguf
 
-    f32 = dequantise_gguf(q4_gguf, tmp_path_factory.mktemp("f32") / "smollm2-f32.gguf")
+    folder = tmp_path_factory.mktemp("f32")
+    f32 = dequantise_gguf(q4_gguf, folder / "smollm2-f32.gguf")
     try:
-        with _serve(f32, "smollm2-f32") as url:
+        with _serve(f32, "smollm2-f32", folder / "server.log") as url:
             yield url
     finally:
         f32.unlink()  # 540 MB
@@ -320,7 +299,7 @@ def _run(task: str, model: str, db: Path) -> subprocess.CompletedProcess[str]:
 def test_served_model_bad_input(server: str, tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
     started = time.monotonic()
-    dead = _run("arithmetic", f"served:http://127.0.0.1:{_free_port()}/v1", db)
+    dead = _run("arithmetic", f"served:http://127.0.0.1:{free_port()}/v1", db)
     assert_user_error(dead, "does not answer")
     assert time.monotonic() - started < 30
     proxy = _proxy(server, strip=True)

@@ -24,6 +24,8 @@ DEFAULT_ASSET = "smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Enough of the archive hash to tell pins apart, short enough for a readable folder name.
 _HASH_CHARS = 12
+# Bumped when the conversion writes something else, so cached folders are converted afresh.
+_CONVERSION = "c2"
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
@@ -73,6 +75,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
         spare = tmp / "tokenizer.model"
         if spare.is_file() and spare.read_bytes()[:4] == b"GGUF":
             spare.unlink()
+        _portable_tokenizer_class(tmp / "tokenizer_config.json")
         # mkdtemp makes the folder private; a model folder is as readable as any other cache file.
         tmp.chmod(0o755)
         for file in tmp.iterdir():
@@ -136,6 +139,24 @@ def dequantise_gguf(gguf_path: Path, out_path: Path) -> Path:
     return out_path
 
 
+def _portable_tokenizer_class(config_path: Path) -> None:
+    """Name the generic tokenizer class in ``tokenizer_config.json``.
+
+    The GGUF conversion calls a byte-level BPE tokenizer (SmolLM2's) ``LlamaTokenizer``. With
+    transformers 4 that class still follows ``tokenizer.json``, but transformers 5 (which vLLM
+    runs) rebuilds a SentencePiece-style Llama tokenizer from the class name and splits " Paris"
+    into other tokens. The generic fast class reads ``tokenizer.json`` as it is under both.
+    """
+    import json
+
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config.pop("legacy", None)  # a SentencePiece Llama option
+    if config.get("add_prefix_space") is None:
+        config.pop("add_prefix_space", None)
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
 def _gguf_scalar(reader: Any, key: str) -> Any:
     field = reader.fields.get(key)
     if field is None or not field.data:
@@ -169,8 +190,8 @@ def _fix_special_tokens(tokenizer: Any, gguf_path: Path) -> None:
 def default_causal_lm() -> Path:
     """The smollm2 asset as a float32 safetensors folder, converted on first use and cached.
 
-    The folder name carries the asset's archive hash, so a new pin converts afresh instead of
-    reusing a folder built from other weights.
+    The folder name carries the asset's archive hash and the conversion's version, so a new pin
+    or a changed conversion converts afresh instead of reusing an older folder.
     """
     from filelock import FileLock
 
@@ -179,7 +200,7 @@ def default_causal_lm() -> Path:
     assets.fetch([DEFAULT_ASSET], progress=False)
     spec = assets.get_spec(DEFAULT_ASSET)
     models = assets.cache_root() / "models"
-    target = models / f"smollm2-135m-instruct-{spec.sha256[:_HASH_CHARS]}"
+    target = models / f"smollm2-135m-instruct-{spec.sha256[:_HASH_CHARS]}-{_CONVERSION}"
     if (target / "config.json").is_file():
         return target
     models.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,108 @@
+"""Loglikelihoods and generation through vLLM's OpenAI-compatible server (its CPU build, in the
+environment ``make vllm`` makes: vLLM needs transformers 5, this package pins 4.57), serving the
+default causal LM's float32 folder. Unlike llama-cpp-python's server, vLLM echoes correct prompt
+logprobs, so this is the server that passes the echo probe: loglikelihood tasks run through it and
+are compared with transformers in process on the same weights."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from served_helpers import free_port, serving
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = Path(os.environ.get("BENCH_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="no vLLM environment (make vllm)"),
+]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from bench.models.gguf import default_causal_lm
+
+    folder = default_causal_lm()
+    port = free_port()
+    command = [
+        str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
+        "--served-model-name", "smollm2-f32", "--dtype", "float32", "--max-model-len", "2048",
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    # Its own environment, not this one's; offline; a 1 GiB KV cache is plenty for 2,048 tokens.
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1",
+               DO_NOT_TRACK="1")  # fmt: skip
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    # Start-up compiles the model's graph: about 90 s on two cores, 130 s with a cold cache.
+    with serving(command, port, log, env, 600) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def in_process() -> str:
+    """The same folder, for transformers in this process."""
+    from bench.models.gguf import default_causal_lm
+
+    return str(default_causal_lm())
+
+
+def _both(url: str, local: str, task: str, db: Path, **options: Any) -> tuple[list[Any], ...]:
+    """The rows of one prompt run of ``task`` through the server and in process."""
+    from bench.prompt_runner import PromptRunner
+    from bench.specs import ModelSpec, PromptConfig
+    from bench.store import ResultStore
+    from bench.tasks import get_task, load_task_data
+
+    item = get_task(task)
+    data = load_task_data(item.spec, item.base_dir)
+    with ResultStore(db) as store:
+        runner = PromptRunner(store, PromptConfig(device="cpu", **options), progress=False)
+        (planned,) = runner.plan(data, None, [0])
+        rows = []
+        for spec in (
+            ModelSpec(name="vllm", path=url, backend="served"),
+            ModelSpec(name="local", path=local),
+        ):
+            outcome = runner.run_one(spec, planned)
+            assert outcome.record.status == "complete"
+            rows.append(store.prompt_rows(outcome.record.run_key))
+    return tuple(rows)
+
+
+def test_vllm_passes_the_probe_and_its_loglikelihoods_equal_transformers(
+    vllm_server: str, in_process: str, tmp_path: Path
+) -> None:
+    from bench.backends.served import PROBE_TOLERANCE, ServedLM
+
+    generated, echoed = ServedLM(vllm_server, "smollm2-f32").probe_echo()
+    assert abs(generated - echoed) < PROBE_TOLERANCE / 10, (generated, echoed)
+    # Multiple choice by loglikelihood, three-shot plain prompts (an echo has no chat turns).
+    served, local = _both(
+        vllm_server, in_process, "strategyqa", tmp_path / "r.sqlite", limit=40, chat_template=False
+    )
+    assert len(served) == len(local) == 40
+    assert [r.prompt for r in served] == [r.prompt for r in local]
+    gap = max(abs(a - b) for s, t in zip(served, local, strict=True)
+              for a, b in zip(s.scores, t.scores, strict=True))  # fmt: skip
+    print(f"\nstrategyqa, 40 three-shot prompts: largest loglikelihood gap vLLM vs transformers "
+          f"{gap:.1e}")  # fmt: skip
+    assert gap < 1e-3  # measured 2.4e-5 (float32 sums in another order)
+    assert [r.pred for r in served] == [r.pred for r in local]
+    assert [r.pred_norm for r in served] == [r.pred_norm for r in local]
+
+
+def test_generation_through_vllm_agrees_with_transformers(
+    vllm_server: str, in_process: str, tmp_path: Path
+) -> None:
+    # Through the chat template: vLLM renders it with transformers 5, the in-process model
+    # with 4.57, from the same folder.
+    served, local = _both(vllm_server, in_process, "arithmetic", tmp_path / "r.sqlite", limit=40)
+    same = sum(a.answer == b.answer for a, b in zip(served, local, strict=True))
+    print(f"\narithmetic, 40 questions: {same} answers through vLLM equal transformers'")
+    assert same >= 38
