@@ -1,4 +1,5 @@
-"""Starting real OpenAI-compatible servers on 127.0.0.1 for the served-model tests."""
+"""Starting real OpenAI-compatible servers on 127.0.0.1 for the served-model tests, and running
+one task's prompts through several models to compare their rows."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,29 @@ def serving(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+
+
+def prompt_rows(
+    task: str, models: Sequence[Any], db: Path, shots: Sequence[int] | None, **options: Any
+) -> dict[str, tuple[list[Any], float]]:
+    """One prompt run of ``task`` (``shots``, its first template) for each of ``models`` (model
+    specs), on the same prompts: each model's stored rows and seconds, by model name."""
+    from bench.prompt_runner import PromptRunner
+    from bench.specs import PromptConfig
+    from bench.store import ResultStore
+    from bench.tasks import get_task, load_task_data
+
+    item = get_task(task)
+    data = load_task_data(item.spec, item.base_dir)
+    out: dict[str, tuple[list[Any], float]] = {}
+    with ResultStore(db) as store:
+        runner = PromptRunner(store, PromptConfig(device="cpu", **options), progress=False)
+        (planned,) = runner.plan(data, shots, [0])
+        for spec in models:
+            started = time.perf_counter()
+            record = runner.run_one(spec, planned).record
+            seconds = time.perf_counter() - started
+            assert record.status == "complete" and record.backend == spec.backend
+            assert record.model_hash
+            out[spec.name] = (store.prompt_rows(record.run_key), seconds)
+    return out

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import assert_user_error
-from served_helpers import free_port, serving
+from served_helpers import free_port, prompt_rows, serving
 
 # llama.cpp's OpenMP threads spin while they wait for work; on two shared cores that made a
 # 16-token answer take 8 s instead of 0.25 s. Set before llama_cpp loads its OpenMP runtime.
@@ -160,29 +160,18 @@ def test_generation_through_the_server_agrees_with_the_in_process_model(
     server: str, f32_server: str, in_process_lm: Any, tmp_path: Path
 ) -> None:
     from bench.models.gguf import default_causal_lm
-    from bench.prompt_runner import PromptRunner
-    from bench.specs import ModelSpec, PromptConfig
-    from bench.store import ResultStore
+    from bench.specs import ModelSpec
 
-    data = _arithmetic()
-    # Through the model's chat template: the server's for a served model, transformers' (from
-    # the same GGUF file) in process.
-    config = PromptConfig(limit=100, device="cpu")
-    rows: dict[str, list[Any]] = {}
-    seconds: dict[str, float] = {}
-    with ResultStore(tmp_path / "r.sqlite") as store:
-        runner = PromptRunner(store, config, progress=False)
-        (planned,) = runner.plan(data, [0], [0])
-        for name, path, backend in [
-            ("q4", server, "served"), ("f32", f32_server, "served"),
-            ("local", str(default_causal_lm()), "hf"),
-        ]:  # fmt: skip
-            started = time.perf_counter()
-            spec = ModelSpec(name=name, path=path, backend=backend)
-            outcome = runner.run_one(spec, planned)
-            seconds[name] = time.perf_counter() - started
-            assert outcome.record.backend == backend and outcome.record.model_hash
-            rows[name] = store.prompt_rows(outcome.record.run_key)
+    # Zero-shot, through the model's chat template: the server's for a served model,
+    # transformers' (from the same GGUF file) in process.
+    models = [
+        ModelSpec(name="q4", path=server, backend="served"),
+        ModelSpec(name="f32", path=f32_server, backend="served"),
+        ModelSpec(name="local", path=str(default_causal_lm())),
+    ]
+    runs = prompt_rows("arithmetic", models, tmp_path / "r.sqlite", [0], limit=100)
+    rows = {name: r for name, (r, _) in runs.items()}
+    seconds = {name: s for name, (_, s) in runs.items()}
     assert all(len(r) == 100 for r in rows.values())
 
     def differing(name: str) -> list[int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from served_helpers import free_port, serving
+from served_helpers import free_port, prompt_rows, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = Path(os.environ.get("BENCH_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
@@ -53,26 +53,16 @@ def in_process() -> str:
 
 
 def _both(url: str, local: str, task: str, db: Path, **options: Any) -> tuple[list[Any], ...]:
-    """The rows of one prompt run of ``task`` through the server and in process."""
-    from bench.prompt_runner import PromptRunner
-    from bench.specs import ModelSpec, PromptConfig
-    from bench.store import ResultStore
-    from bench.tasks import get_task, load_task_data
+    """The rows of one prompt run of ``task`` (its default shots) through the server and in
+    process."""
+    from bench.specs import ModelSpec
 
-    item = get_task(task)
-    data = load_task_data(item.spec, item.base_dir)
-    with ResultStore(db) as store:
-        runner = PromptRunner(store, PromptConfig(device="cpu", **options), progress=False)
-        (planned,) = runner.plan(data, None, [0])
-        rows = []
-        for spec in (
-            ModelSpec(name="vllm", path=url, backend="served"),
-            ModelSpec(name="local", path=local),
-        ):
-            outcome = runner.run_one(spec, planned)
-            assert outcome.record.status == "complete"
-            rows.append(store.prompt_rows(outcome.record.run_key))
-    return tuple(rows)
+    models = [
+        ModelSpec(name="vllm", path=url, backend="served"),
+        ModelSpec(name="local", path=local),
+    ]
+    runs = prompt_rows(task, models, db, None, **options)
+    return runs["vllm"][0], runs["local"][0]
 
 
 def test_vllm_passes_the_probe_and_its_loglikelihoods_equal_transformers(
