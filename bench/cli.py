@@ -227,8 +227,9 @@ BackendOption = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="Model backend: hf (transformers, default) or onnx (an exported classifier); a "
-        "model may also say it as a prefix, e.g. onnx:exports/sent.",
+        help="Model backend: hf (transformers, default), onnx (an exported classifier) or "
+        "served (a language model behind an OpenAI-compatible server, given as its /v1 URL); a "
+        "model may also say it as a prefix, e.g. onnx:exports/sent or served:http://HOST:PORT/v1.",
     ),
 ]
 ExecutorOption = Annotated[
@@ -244,6 +245,13 @@ RayAddressOption = Annotated[
 ConfidenceOption = Annotated[
     float, typer.Option(help="Confidence level of the bootstrap intervals.")
 ]
+BootstrapOption = Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")]
+DtypeOption = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+MaxLengthOption = Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")]
+LabelMapOption = Annotated[
+    str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
+]
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -255,18 +263,16 @@ def run(
     model: ModelOption,
     split: Annotated[str, typer.Option(help="Split to evaluate: train, dev or test.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Starting batch size (halved on OOM).")] = 32,
-    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
+    max_length: MaxLengthOption = 256,
     limit: Annotated[
         int | None, typer.Option(help="Evaluate a seeded sample of N examples.")
     ] = None,
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed for bootstrap CIs.")] = 0,
-    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    n_bootstrap: BootstrapOption = 1000,
     confidence: ConfidenceOption = 0.95,
-    label_map: Annotated[
-        str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
-    ] = None,
+    label_map: LabelMapOption = None,
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow model code from the hub (off: code in data never runs).")
     ] = False,
@@ -436,19 +442,17 @@ def attack(
         ),
     ] = None,
     masked_lm: MaskedLMOption = None,
-    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
+    max_length: MaxLengthOption = 256,
     batch_size: Annotated[int, typer.Option(help="Model batch size for attack queries.")] = 64,
     concurrency: Annotated[
         int, typer.Option(help="Examples attacked together (their queries share batches).")
     ] = 16,
     seed: Annotated[int, typer.Option(help="Seed for sampling, attacks and CIs.")] = 0,
-    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    n_bootstrap: BootstrapOption = 1000,
     confidence: ConfidenceOption = 0.95,
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    label_map: Annotated[
-        str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
-    ] = None,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    label_map: LabelMapOption = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the hub.")] = False,
     backend: BackendOption = None,
     db: DbOption = None,
@@ -739,7 +743,7 @@ def transfer(
         Path | None,
         typer.Option(help="Report folder (default: reports/transfer/<suite name>)."),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
     executor: ExecutorOption = "local",
@@ -1698,15 +1702,13 @@ def behave(
     seed: Annotated[int, typer.Option(help="Seed of template expansion and CIs.")] = 0,
     show: Annotated[int, typer.Option(help="Print N failing cases per test.")] = 3,
     fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
-    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
+    max_length: MaxLengthOption = 256,
     batch_size: Annotated[int, typer.Option(help="Model batch size.")] = 64,
-    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    n_bootstrap: BootstrapOption = 1000,
     confidence: ConfidenceOption = 0.95,
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    label_map: Annotated[
-        str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
-    ] = None,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    label_map: LabelMapOption = None,
     backend: BackendOption = None,
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,
@@ -1818,18 +1820,16 @@ def audit(
         float, typer.Option(help="Report the share of adversarial examples this similar.")
     ] = 0.8,
     masked_lm: MaskedLMOption = None,
-    max_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 256,
+    max_length: MaxLengthOption = 256,
     batch_size: Annotated[int, typer.Option(help="Model batch size.")] = 64,
     concurrency: Annotated[
         int, typer.Option(help="Examples attacked together (their queries share batches).")
     ] = 16,
-    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 1000,
+    n_bootstrap: BootstrapOption = 1000,
     confidence: ConfidenceOption = 0.95,
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    label_map: Annotated[
-        str | None, typer.Option(help="Model label to task label: 'LABEL_0=negative,...'.")
-    ] = None,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    label_map: LabelMapOption = None,
     backend: BackendOption = None,
     db: DbOption = None,
     tasks_dir: TasksDirOption = None,

@@ -204,31 +204,18 @@ class ServedLM:
         return ChatPrompt(messages)
 
     def _complete(self, prompt: str, **options: Any) -> dict[str, Any]:
-        body = {
-            "model": self.model,
-            "prompt": prompt,
-            "temperature": 0.0,
-            **self.client.neutral,
-            **options,
-        }
-        answer = self.client.post("/completions", body)
-        choices = answer.get("choices") if isinstance(answer, dict) else None
-        if not isinstance(choices, list) or not choices:
-            raise ModelError(f"served model at {self.path} answered a completion without choices")
-        return dict(choices[0])
+        return self._first_choice("/completions", "a completion", prompt=prompt, **options)
 
     def _chat(self, messages: list[dict[str, str]], **options: Any) -> dict[str, Any]:
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": 0.0,
-            **self.client.neutral,
-            **options,
-        }
-        answer = self.client.post("/chat/completions", body)
+        return self._first_choice("/chat/completions", "a chat turn", messages=messages, **options)
+
+    def _first_choice(self, endpoint: str, what: str, **fields: Any) -> dict[str, Any]:
+        """POST a greedy request to ``endpoint``; its first choice (a model-level error if none)."""
+        body = {"model": self.model, "temperature": 0.0, **self.client.neutral, **fields}
+        answer = self.client.post(endpoint, body)
         choices = answer.get("choices") if isinstance(answer, dict) else None
         if not isinstance(choices, list) or not choices:
-            raise ModelError(f"served model at {self.path} answered a chat turn without choices")
+            raise ModelError(f"served model at {self.path} answered {what} without choices")
         return dict(choices[0])
 
     # -- generation ------------------------------------------------------------------------
