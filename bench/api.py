@@ -40,7 +40,7 @@ ADAPTERS: tuple[str, ...] = ("auto", "causal", "classifier", "nli")
 # The built-in causal LM for prompting: SmolLM2-135M-Instruct from the pinned asset.
 DEFAULT_LM = "smollm2"
 DEFAULT_LM_NAME = "smollm2-135m-instruct"
-_BACKEND_PREFIX = re.compile(r"^(?P<backend>[a-z][a-z0-9_]*):(?P<rest>.+)$")
+_BACKEND_PREFIX = re.compile(r"^(?P<backend>[a-z][a-z0-9_]*):(?P<rest>.*)$")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,17 +58,20 @@ def model_spec(
     start with ``BACKEND:`` (``onnx:exports/sent``); ``backend`` is the default otherwise."""
     from bench import defaults
     from bench.backends import backend_names
+    from bench.paths import exists
     from bench.specs import ModelSpec
 
     name, path = text.split("=", 1) if "=" in text else ("", text)
     match = _BACKEND_PREFIX.match(path)
     chosen = backend
-    if match is not None and match["backend"] in backend_names() and not Path(path).exists():
+    if match is not None and match["backend"] in backend_names() and not exists(path):
         if backend is not None and backend != match["backend"]:
             raise BenchError(
                 f"model {text!r} names backend {match['backend']!r} but --backend says {backend!r}"
             )
         chosen, path = match["backend"], match["rest"]
+        if not path.strip():
+            raise BenchError(f"model {text!r} names backend {chosen!r} and nothing after it")
     label_map = label_map or {}
     if path == DEFAULT_LM:
         from bench.models.gguf import default_causal_lm
@@ -81,7 +84,7 @@ def model_spec(
         return ModelSpec(
             name=name or path, path=str(resolved), label_map=label_map, backend=chosen or "hf"
         )
-    display = name or (Path(path).name if Path(path).exists() else path)
+    display = name or (Path(path).name if exists(path) else path)
     return ModelSpec(
         name=display,
         path=path,

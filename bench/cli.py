@@ -7,6 +7,7 @@ instant. Every ``BenchError`` becomes one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import errno
 import math
 import sys
 import time
@@ -1932,6 +1933,11 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+_PATH_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EACCES, errno.EPERM}
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every user error becomes one line on stderr and exit code 2.
 
@@ -1952,6 +1958,13 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo(message)
             sys.exit(0)
         _fail(f"{message} (see '{_command_path(exc)} --help')")
+    except OSError as exc:
+        # The file system refusing a name the user gave (too long, a file where a folder must
+        # be, no permission), wherever it was first touched: one line naming it. Other OS
+        # errors are not the user's input and keep their traceback.
+        if exc.filename is None or exc.errno not in _PATH_ERRNOS:
+            raise
+        _fail(f"{exc.strerror or exc}: {shown(str(exc.filename), 100)}")
     except typer.Abort:
         # EOF on a prompt; Ctrl-C arrives as typer.Exit(130) below, as it always has.
         typer.echo("Aborted!", err=True)

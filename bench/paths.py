@@ -16,6 +16,16 @@ from pathlib import Path
 from bench.errors import BenchError
 
 
+def exists(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names something, answering False where the file system cannot even look
+    the name up (a name too long for it, a NUL byte), as for any other name that names nothing:
+    user text (a model id, a task name) is tried as a path before it is read as anything else."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _nearest_existing(path: Path) -> Path:
     current = path.absolute()
     while not current.exists() and current != current.parent:

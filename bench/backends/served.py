@@ -52,14 +52,40 @@ CONCURRENCY = 4
 
 
 def _split(path: str) -> tuple[str, str | None]:
-    """(base URL ending in /v1, model id or None) from ``http://host:port/v1#model``."""
+    """(base URL ending in /v1, model id or None) from ``http://host:port/v1#model``. The URL is
+    checked here, whole, so that no malformed one reaches the HTTP library."""
+    from urllib.parse import urlsplit
+
     url, _, model = path.partition("#")
     url = url.rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ModelError(f"a served model is an http(s) URL, not {shown(path, 80)}")
+    problem = _url_problem(url)
+    if problem is None:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises on a port that is not a number from 0 to 65535)
+        except ValueError as exc:
+            problem = str(exc).rstrip(".")
+        else:
+            if not parts.hostname:
+                problem = "it names no host"
+            elif parts.query:
+                problem = "a query string has no place in it"
+    if problem is not None:
+        raise ModelError(
+            f"a served model is an http(s) URL such as http://127.0.0.1:8000/v1, not "
+            f"{shown(path, 80)}: {problem}"
+        )
     if not url.endswith("/v1"):
         url += "/v1"
     return url, model or None
+
+
+def _url_problem(url: str) -> str | None:
+    if not url.startswith(("http://", "https://")):
+        return "it does not start with http:// or https://"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it holds a space or a control character"
+    return None
 
 
 @dataclass
@@ -114,6 +140,13 @@ class ServedClient:
                 self.counters.retried("connection")
                 last = _reason(exc)
                 continue
+            except requests.RequestException as exc:
+                # Anything else the HTTP library refuses (a redirect loop, a URL it cannot
+                # use) is not worth retrying.
+                raise ModelError(
+                    f"served model at {self.url}{path}: {type(exc).__name__}: "
+                    f"{shown(str(exc), 160)}"
+                ) from None
             if response.status_code == 429 or response.status_code >= 500:
                 self.counters.retried(str(response.status_code))
                 last = f"HTTP {response.status_code}"

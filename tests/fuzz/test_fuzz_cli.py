@@ -162,6 +162,37 @@ CLI_CASES += [
     Case("help_still_works", ("run", "--help"), expect="ok"),
     Case("top_help", ("--help",), expect="ok"),
 ]
+# Names longer than the file system takes (a component over 255 bytes): every command tries
+# user text as a path somewhere, and the file system's refusal must come out as one line.
+LONG = "n" * 300
+# 120 examples: with fewer, a warning about wide intervals would precede the error line.
+BIG_TASK = {
+    "big.jsonl": "".join(f'{{"text": "s {i}", "label": "{"np"[i % 2]}"}}\n' for i in range(120)),
+    "big.yaml": "name: big\nsource: {type: local, path: big.jsonl}\ninputs: [text]\n"
+    "labels: [n, p]\n",
+}
+CLI_CASES += [
+    Case(
+        f"too_long_{name}",
+        tuple(a.replace("LONG", LONG) for a in argv),
+        {**TASK_FILES, **BIG_TASK},
+        mentions=("too long", "no-model"),
+        max_seconds=3,
+    )
+    for name, argv in {
+        "model": ("run", "--task", TASK, "--model", "LONG", "--no-progress"),
+        "backend_model": ("run", "--task", "{dir}/big.yaml", "--model", "onnx:LONG"),
+        "task": ("run", "--task", "LONG", "--model", "{dir}/no-model", "--no-progress"),
+        "task_path": ("run", "--task", "{dir}/LONG.yaml", "--model", "x", "--no-progress"),
+        "db": ("run", "--task", TASK, "--model", "x", "--db", "{dir}/LONG", "--no-progress"),
+        "attack_suite": ("attack", "--task", TASK, "--model", "x", "--suite", "{dir}/LONG"),
+        "leaderboard_db": ("leaderboard", "--db", "{dir}/LONG"),
+        "leaderboard_output": ("leaderboard", "--db", "{dir}/empty.sqlite", "-o", "LONG.md"),
+        "tasks_dir": ("tasks", "list", "--tasks-dir", "{dir}/LONG"),
+        "validate": ("validate", "{dir}/LONG.zip"),
+        "finetune_out": ("finetune", "--task", TASK, "--base", "x", "--out", "{dir}/LONG"),
+    }.items()
+]
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.id)
