@@ -531,6 +531,9 @@ def _check_members(report: Report, run: RunInfo, by_key: dict[str, RunInfo]) -> 
             report.add(RUNS, f"{who}: member run {key[:12]} is not in the bundle")
         elif member.kind != wanted or member.task != run.task or member.split != run.split:
             report.add(RUNS, f"{who}: member run {key[:12]} is not a {wanted} run of its task")
+        elif run.kind == "suite" and member.label_mapping != run.label_mapping:
+            # A suite describes the same model and settings as its attacks.
+            report.add(RUNS, f"{who}: its label mapping is not its member run {key[:12]}'s")
 
 
 def _check_labels(report: Report, run: RunInfo, data: TaskData, config: Any) -> None:
@@ -540,7 +543,7 @@ def _check_labels(report: Report, run: RunInfo, data: TaskData, config: Any) -> 
     if list(run.label_names) != labels:
         report.add(RUNS, f"{who}: label names differ from the local task's ({', '.join(labels)})")
         return
-    if run.kind in ("eval", "attack"):
+    if run.kind in ("eval", "attack", "suite"):
         mapping = run.label_mapping
         stray = sorted(set(mapping.values()) - set(labels))
         uncovered = [label for label in labels if label not in mapping.values()]

@@ -21,9 +21,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Literal
+
+from hypothesis import HealthCheck, settings
 
 MAX_LINE = 300
 CASE_SECONDS = 10.0
@@ -81,6 +84,20 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def fuzz_settings(max_examples: int, deadline: timedelta | None = None) -> settings:
+    """The Hypothesis settings of every generated fuzz test: the same cases on every run
+    (derandomized, no example database), no per-example deadline unless asked (each case bounds
+    its own time), and no health checks (the strategies build files and command lines, slowly
+    by design)."""
+    return settings(
+        derandomize=True,
+        max_examples=max_examples,
+        deadline=deadline,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 def run_cli(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from .conftest import COUNTS
@@ -22,6 +22,7 @@ from .fuzzkit import (
     assert_store_untouched,
     check_case,
     fuzz_env,
+    fuzz_settings,
     run_cli,
 )
 from .hostile import HOSTILE_STRINGS, folder
@@ -255,13 +256,7 @@ def test_generated_command_lines(fuzz_root: Path) -> None:
         "tasks show": [("--examples", "1")],
     }
 
-    @settings(
-        derandomize=True,
-        max_examples=150,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(150)
     @given(
         st.one_of(
             st.tuples(st.just("bad"), st.sampled_from(BAD), st.randoms(use_true_random=False)),

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from .conftest import COUNTS
-from .fuzzkit import Case, assert_one_line_error, check_case, fuzz_env, run_cli
+from .fuzzkit import Case, assert_one_line_error, check_case, fuzz_env, fuzz_settings, run_cli
 from .hostile import CORRUPTION_NAMES, HOSTILE_STRINGS, chance, corrupt, dump, folder
 
 
@@ -127,13 +127,7 @@ def gate_configs(draw: st.DrawFn) -> tuple[bytes, str]:
 def test_generated_gate_configs(fuzz_root: Path) -> None:
     count = 0
 
-    @settings(
-        derandomize=True,
-        max_examples=80,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(80)
     @given(gate_configs())
     def check(case: tuple[bytes, str]) -> None:
         nonlocal count

@@ -14,11 +14,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from .conftest import COUNTS
-from .fuzzkit import Case, check_case
+from .fuzzkit import Case, check_case, fuzz_settings
 from .hostile import HOSTILE_STRINGS
 
 
@@ -94,13 +94,7 @@ def test_served_url_corpus(name: str, fuzz_root: Path) -> None:
 def test_generated_served_urls(fuzz_root: Path) -> None:
     count = 0
 
-    @settings(
-        derandomize=True,
-        max_examples=80,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(80)
     @given(served_urls())
     def check(url: str) -> None:
         nonlocal count

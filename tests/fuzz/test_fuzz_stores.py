@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.store import SCHEMA_VERSION
@@ -40,6 +40,7 @@ from .fuzzkit import (
     assert_error_or_success,
     assert_one_line_error,
     fuzz_env,
+    fuzz_settings,
     run_cli,
 )
 
@@ -658,13 +659,7 @@ def test_generated_damage(material: Material, fuzz_root: Path) -> None:
     count = 0
     outcomes: dict[str, int] = {}
 
-    @settings(
-        derandomize=True,
-        max_examples=120,
-        deadline=timedelta(seconds=10),
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(120, deadline=timedelta(seconds=10))
     @given(
         st.lists(
             st.tuples(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from .conftest import COUNTS
 from .fuzzkit import (
@@ -20,6 +20,7 @@ from .fuzzkit import (
     assert_store_untouched,
     check_case,
     fuzz_env,
+    fuzz_settings,
     run_cli,
 )
 from .hostile import FAKE_TASKS, dump, folder, suite_cases, transfer_cases
@@ -162,13 +163,7 @@ def test_suite_corpus(case: Case, fuzz_root: Path) -> None:
 def test_generated_suites(fuzz_root: Path) -> None:
     count = 0
 
-    @settings(
-        derandomize=True,
-        max_examples=80,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(80)
     @given(suite_cases())
     def check(case: tuple[bytes, str]) -> None:
         nonlocal count
@@ -248,13 +243,7 @@ def test_transfer_corpus(case: Case, fuzz_root: Path) -> None:
 def test_generated_transfer_suites(fuzz_root: Path) -> None:
     count = 0
 
-    @settings(
-        derandomize=True,
-        max_examples=50,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(50)
     @given(transfer_cases())
     def check(case: tuple[bytes, str]) -> None:
         nonlocal count

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from .conftest import COUNTS
@@ -20,6 +20,7 @@ from .fuzzkit import (
     assert_store_untouched,
     check_case,
     fuzz_env,
+    fuzz_settings,
     run_cli,
 )
 from .hostile import BASE_TASK, DATA_NAMES, SECRET_LINE, dump, fifo, folder, task_cases
@@ -233,13 +234,7 @@ def test_generated_task_files(fuzz_root: Path) -> None:
     count = 0
     commands = st.sampled_from(["show", "show", "show-examples", "run"])
 
-    @settings(
-        derandomize=True,
-        max_examples=320,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(320)
     @given(task_cases(), commands)
     def check(case: tuple[bytes, str, bool], command: str) -> None:
         nonlocal count
