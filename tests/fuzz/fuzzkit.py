@@ -90,10 +90,14 @@ def fuzz_settings(max_examples: int, deadline: timedelta | None = None) -> setti
     """The Hypothesis settings of every generated fuzz test: the same cases on every run
     (derandomized, no example database), no per-example deadline unless asked (each case bounds
     its own time), and no health checks (the strategies build files and command lines, slowly
-    by design)."""
+    by design).
+
+    ``BENCH_FUZZ_EXPLORE=N`` draws fresh cases instead, N times as many: a hunt for new failures
+    (the fixed cases are what CI keeps passing; a fixed seed sees one sample of the space)."""
+    explore = int(os.environ.get("BENCH_FUZZ_EXPLORE", "0") or 0)
     return settings(
-        derandomize=True,
-        max_examples=max_examples,
+        derandomize=explore <= 0,
+        max_examples=max_examples * max(explore, 1),
         deadline=deadline,
         database=None,
         suppress_health_check=list(HealthCheck),
