@@ -1934,8 +1934,11 @@ def _fail(message: str) -> None:
 
 
 _PATH_ERRNOS = frozenset(
-    {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EACCES, errno.EPERM}
-)
+    {
+        errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
+        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+    }
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1959,9 +1962,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         _fail(f"{message} (see '{_command_path(exc)} --help')")
     except OSError as exc:
-        # The file system refusing a name the user gave (too long, a file where a folder must
-        # be, no permission), wherever it was first touched: one line naming it. Other OS
-        # errors are not the user's input and keep their traceback.
+        # The file system refusing a path the user gave, or its environment variables name
+        # (too long, missing, a file where a folder must be, no permission, read-only, full),
+        # wherever it was first touched: one line naming it. Other OS errors keep their
+        # traceback.
         if exc.filename is None or exc.errno not in _PATH_ERRNOS:
             raise
         _fail(f"{exc.strerror or exc}: {shown(str(exc.filename), 100)}")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import TINY_WORDS, assert_user_error, build_tiny_model
 
-from bench.errors import ModelError
+from bench.errors import BenchError, ModelError
 from bench.records import MetricSettings
 from bench.specs import EvalConfig, ModelSpec
 from bench.store import SCHEMA_VERSION, ResultStore
@@ -89,6 +89,15 @@ def test_shards_cover_what_is_missing_once_in_order_and_attacks_split_by_concurr
     done = set(range(0, 100, 3))
     rest = [u.positions[0] for s in shards(plan, units, done) for u in s]
     assert rest == [i for i in range(100) if i not in done]
+    # BENCH_SHARD_COST sets the cost budget (an attack's is 20 times it): a tiny one cuts a
+    # shard at every example; a value that is not a positive whole number is refused in a line.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BENCH_SHARD_COST", "1")
+        assert [len(s) for s in shards(plan, units[:5], set())] == [1] * 5
+        for bad in ("abc", "0", "-5", "1.5", "nan"):
+            env.setenv("BENCH_SHARD_COST", bad)
+            with pytest.raises(BenchError, match="BENCH_SHARD_COST must be a whole number"):
+                shards(plan, units, set())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -335,8 +344,6 @@ def test_a_schema_1_store_migrates_and_renders_the_same_leaderboard(tmp_path: Pa
 
 
 def test_a_store_of_a_newer_schema_or_another_app_is_refused(tmp_path: Path) -> None:
-    from bench.errors import BenchError
-
     db = tmp_path / "new.sqlite"
     ResultStore(db).close()
     with sqlite3.connect(db) as conn:

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 # Shards aim at this much work (characters of input, times expected queries per example for
 # attacks): big enough that loading and shipping a shard is noise, small enough that a killed
 # worker loses little and two workers share a run evenly.
-SHARD_COST = int(os.environ.get("BENCH_SHARD_COST", 64 * 200))
+# BENCH_SHARD_COST overrides it (read when shards are cut, so a bad value is one error line).
+SHARD_COST = 64 * 200
 SHARD_MAX = 256
 RETRIES = 2
 J = TypeVar("J")  # a job handed to a Ray worker: a shard of work units, or a call's index
@@ -102,11 +103,28 @@ def shard_limit(plan: RunPlan) -> int:
     return SHARD_MAX
 
 
+def shard_cost() -> int:
+    """``$BENCH_SHARD_COST`` if set (a whole number of characters, at least 1), else
+    ``SHARD_COST``."""
+    raw = os.environ.get("BENCH_SHARD_COST", "").strip()
+    if not raw:
+        return SHARD_COST
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise BenchError(
+            f"BENCH_SHARD_COST must be a whole number of characters, at least 1, not {shown(raw)}"
+        )
+    return value
+
+
 def shards(plan: RunPlan, units: Sequence[WorkUnit], done: set[int]) -> list[list[WorkUnit]]:
-    """The units not yet stored, in order, grouped into shards of about ``SHARD_COST`` (or
+    """The units not yet stored, in order, grouped into shards of about :func:`shard_cost` (or
     :func:`shard_limit` examples); a pure function of the plan and its units, not of the
     workers."""
-    budget = SHARD_COST * (20.0 if plan.kind.name == "attack" else 1.0)
+    budget = shard_cost() * (20.0 if plan.kind.name == "attack" else 1.0)
     limit = shard_limit(plan)
     cut: list[list[WorkUnit]] = []
     current: list[WorkUnit] = []

@@ -184,7 +184,7 @@ class Case:
     folders, FIFOs, huge files). ``expect``: ``error`` must be refused, ``ok`` must succeed,
     ``any`` may do either. ``max_seconds`` bounds the case (alias bombs: 1 s); ``forbidden`` are
     strings that must appear nowhere in the output (the first line of a file that is not a
-    table, say).
+    table, say); ``env``, environment variables set for the case (``{dir}`` replaced too).
     """
 
     id: str
@@ -194,6 +194,7 @@ class Case:
     mentions: tuple[str, ...] = ()
     max_seconds: float = CASE_SECONDS
     forbidden: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 def write_files(folder: Path, files: Mapping[str, bytes | str | Callable[[Path], None]]) -> None:
@@ -226,7 +227,8 @@ def check_case(case: Case, folder: Path) -> CliResult:
     write_files(folder, case.files)
     argv = [a.replace("{dir}", str(folder)) for a in case.argv]
     mentions = [m.replace("{dir}", str(folder)) for m in case.mentions]
-    result = run_cli(argv, fuzz_env(folder), timeout=case.max_seconds)
+    env = {**fuzz_env(folder), **{k: v.replace("{dir}", str(folder)) for k, v in case.env.items()}}
+    result = run_cli(argv, env, timeout=case.max_seconds)
     assert result.seconds < case.max_seconds, f"{result.seconds:.2f} s\n{result.describe()}"
     if case.expect == "error":
         assert_one_line_error(result, mentions)

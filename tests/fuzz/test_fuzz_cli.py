@@ -172,6 +172,23 @@ BIG_TASK = {
     "big.yaml": "name: big\nsource: {type: local, path: big.jsonl}\ninputs: [text]\n"
     "labels: [n, p]\n",
 }
+# Environment variables naming folders that cannot be: refused in one line naming them.
+CLI_CASES += [
+    Case(
+        f"env_{name}",
+        argv,
+        TASK_FILES,
+        mentions=(mention,),
+        max_seconds=3,
+        env=env,
+    )
+    for name, argv, env, mention in [
+        ("cache_in_proc", ("assets", "fetch", "vader"), {"BENCH_CACHE_DIR": "/proc/nope"}, "/proc"),
+        ("cache_is_file", ("assets", "fetch", "vader"), {"BENCH_CACHE_DIR": "{dir}/a_file"}, "a_file"),
+        ("xdg_in_proc", ("assets", "fetch", "vader"), {"XDG_CACHE_HOME": "/proc/nope", "BENCH_CACHE_DIR": ""}, "/proc"),
+        ("db_is_folder", ("run", "--task", TASK, "--model", "x"), {"BENCH_DB": "{dir}/a_folder"}, "a_folder"),
+    ]
+]  # fmt: skip
 CLI_CASES += [
     Case(
         f"too_long_{name}",
