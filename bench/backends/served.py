@@ -54,22 +54,9 @@ CONCURRENCY = 4
 def _split(path: str) -> tuple[str, str | None]:
     """(base URL ending in /v1, model id or None) from ``http://host:port/v1#model``. The URL is
     checked here, whole, so that no malformed one reaches the HTTP library."""
-    from urllib.parse import urlsplit
-
     url, _, model = path.partition("#")
     url = url.rstrip("/")
     problem = _url_problem(url)
-    if problem is None:
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 (raises on a port that is not a number from 0 to 65535)
-        except ValueError as exc:
-            problem = str(exc).rstrip(".")
-        else:
-            if not parts.hostname:
-                problem = "it names no host"
-            elif parts.query:
-                problem = "a query string has no place in it"
     if problem is not None:
         raise ModelError(
             f"a served model is an http(s) URL such as http://127.0.0.1:8000/v1, not "
@@ -81,10 +68,22 @@ def _split(path: str) -> tuple[str, str | None]:
 
 
 def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a served model's base URL, or None."""
+    from urllib.parse import urlsplit
+
     if not url.startswith(("http://", "https://")):
         return "it does not start with http:// or https://"
     if any(c.isspace() or not c.isprintable() for c in url):
         return "it holds a space or a control character"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port that is not a number from 0 to 65535)
+    except ValueError as exc:
+        return str(exc).rstrip(".")
+    if not parts.hostname:
+        return "it names no host"
+    if parts.query:
+        return "a query string has no place in it"
     return None
 
 

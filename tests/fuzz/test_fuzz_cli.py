@@ -163,15 +163,6 @@ CLI_CASES += [
     Case("help_still_works", ("run", "--help"), expect="ok"),
     Case("top_help", ("--help",), expect="ok"),
 ]
-# Names longer than the file system takes (a component over 255 bytes): every command tries
-# user text as a path somewhere, and the file system's refusal must come out as one line.
-LONG = "n" * 300
-# 120 examples: with fewer, a warning about wide intervals would precede the error line.
-BIG_TASK = {
-    "big.jsonl": "".join(f'{{"text": "s {i}", "label": "{"np"[i % 2]}"}}\n' for i in range(120)),
-    "big.yaml": "name: big\nsource: {type: local, path: big.jsonl}\ninputs: [text]\n"
-    "labels: [n, p]\n",
-}
 # Environment variables naming folders that cannot be: refused in one line naming them.
 CLI_CASES += [
     Case(
@@ -189,6 +180,15 @@ CLI_CASES += [
         ("db_is_folder", ("run", "--task", TASK, "--model", "x"), {"BENCH_DB": "{dir}/a_folder"}, "a_folder"),
     ]
 ]  # fmt: skip
+# Names longer than the file system takes (a component over 255 bytes): every command tries
+# user text as a path somewhere, and the file system's refusal must come out as one line.
+LONG = "n" * 300
+# 120 examples: with fewer, a warning about wide intervals would precede the error line.
+BIG_TASK = {
+    "big.jsonl": "".join(f'{{"text": "s {i}", "label": "{"np"[i % 2]}"}}\n' for i in range(120)),
+    "big.yaml": "name: big\nsource: {type: local, path: big.jsonl}\ninputs: [text]\n"
+    "labels: [n, p]\n",
+}
 CLI_CASES += [
     Case(
         f"too_long_{name}",

@@ -10,26 +10,19 @@ Hosts are loopback literals or malformed: a generated host name would be looked 
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from served_helpers import free_port
 
 from .conftest import COUNTS
 from .fuzzkit import Case, check_case, fuzz_settings
 from .hostile import HOSTILE_STRINGS
 
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (it was free a moment ago)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-CLOSED = _closed_port()
+# A loopback port nothing listens on (it was free a moment ago).
+CLOSED = free_port()
 # 120 examples: fewer would add a warning line about wide intervals to stderr.
 DATA = "".join(json.dumps({"q": f"{i} + 1", "a": str(i + 1)}) + "\n" for i in range(120))
 TASK = (
