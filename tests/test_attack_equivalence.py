@@ -28,11 +28,11 @@ NLI = ("epistemic_reasoning", "minilm-2way")
 @pytest.mark.parametrize(
     ("recipe", "task_name", "model_name", "n", "dynamic"),
     [
-        ("deepwordbug", *SENTIMENT, N, False),
-        ("deepwordbug", *NLI, N, False),
+        pytest.param("deepwordbug", *SENTIMENT, N, False, marks=pytest.mark.assets("vader")),
+        pytest.param("deepwordbug", *NLI, N, False, marks=pytest.mark.assets("bigbench")),
         # PWWS queries every WordNet synonym of every word: the stock wrapper padded to the
         # maximum length would take minutes, so this one pads each batch to its longest text.
-        ("pwws", *NLI, 6, True),
+        pytest.param("pwws", *NLI, 6, True, marks=pytest.mark.assets("bigbench")),
     ],
 )
 def test_runner_outcomes_equal_stock_attacker(

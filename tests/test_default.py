@@ -27,11 +27,18 @@ def test_default_job_then_answered_from_store(
     monkeypatch.setattr(defaults, "DEFAULT_MODELS", small)
     db = tmp_path / "r.sqlite"
     out = tmp_path / "reports"
+    # A model whose data asset is gone from the package index is left out, saying why (the
+    # rest of the job runs); everything else must be there.
+    models, left_out = defaults.available_models(progress=False)
+    small = {m.name: small[m.name] for m in models}
 
     first = defaults.run_default(db=db, out_dir=out, progress=False, limit=60, attack_limit=6)
     assert "(computed)" in first
     for name in small:
         assert f"| {name}" in first
+    for name, why in left_out.items():
+        assert f"\nleft out: {name}: {why}" in first
+        assert f"| {name}" not in first
     for task in {t for m in small.values() for t in m.eval_tasks}:
         assert task in first
     for ext in ("md", "csv", "html", "tex", "json"):

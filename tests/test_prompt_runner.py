@@ -513,6 +513,7 @@ def test_task_kind_fields_are_validated(patch: dict[str, Any], message: str) -> 
         TaskSpec.model_validate({**base, **patch})
 
 
+@pytest.mark.assets("bigbench")
 def test_builtin_reasoning_tasks_load_and_render() -> None:
     from bench.prompts import build_request
     from bench.tasks import get_task, load_task_data
@@ -542,6 +543,7 @@ def test_builtin_reasoning_tasks_load_and_render() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.assets("bigbench")
 def test_default_causal_lm_answers_builtin_reasoning_tasks(tmp_path: Path) -> None:
     """`bench run --model smollm2` end to end on the real default LM: a multiple-choice and a
     generation task at 0 and 1 shots, through the chat template, stored and tabled."""

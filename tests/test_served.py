@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import urllib.request
@@ -156,6 +157,7 @@ def _arithmetic() -> Any:
     return load_task_data(item.spec, item.base_dir)
 
 
+@pytest.mark.assets("bigbench")
 def test_generation_through_the_server_agrees_with_the_in_process_model(
     server: str, f32_server: str, in_process_lm: Any, tmp_path: Path
 ) -> None:
@@ -248,11 +250,41 @@ def test_a_served_model_generates_what_transformers_computes(
 def test_wrong_echoed_logprobs_are_refused_in_one_line(server: str, tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--task", "strategyqa", "--model",
+        [sys.executable, "-m", "bench", "run", "--task", "vader_movies", "--model",
          f"q4=served:{server}", "--limit", "5", "--db", str(db), "--no-progress"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert_user_error(proc, "echoes wrong prompt logprobs", "generated", "echoed")
+
+
+def _sums(folder: Path) -> Any:
+    """A small generation task of the test's own (sums of two numbers): answers are generated
+    and extracted as in ``arithmetic``, without BIG-bench's asset."""
+    from bench.tasks import get_task, load_task_data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "sums.jsonl").open("w") as fh:
+        for i in range(20):
+            a, b = 3 * i % 17, 5 * i % 13
+            fh.write(json.dumps({"input": f"What is {a} plus {b}?", "target": str(a + b)}) + "\n")
+    (folder / "sums.yaml").write_text(
+        textwrap.dedent(
+            r"""
+            name: sums
+            source: {type: local, path: sums.jsonl}
+            kind: generation
+            inputs: [input]
+            label_column: target
+            prompt:
+              templates: ["Q: {input}\nA:"]
+              answer_pattern: '\d+'
+              max_new_tokens: 8
+              stop: ["\n"]
+            """
+        )
+    )
+    item = get_task(str(folder / "sums.yaml"))
+    return load_task_data(item.spec, item.base_dir)
 
 
 def test_429_and_500_are_retried_and_recorded(server: str, tmp_path: Path) -> None:
@@ -260,7 +292,7 @@ def test_429_and_500_are_retried_and_recorded(server: str, tmp_path: Path) -> No
     from bench.specs import ModelSpec, PromptConfig
     from bench.store import ResultStore
 
-    data = _arithmetic()
+    data = _sums(tmp_path / "task")
     for status in (429, 500):
         proxy = _proxy(server, fail=3, status=status)
         try:
@@ -288,13 +320,14 @@ def _run(task: str, model: str, db: Path) -> subprocess.CompletedProcess[str]:
 def test_served_model_bad_input(server: str, tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
     started = time.monotonic()
-    dead = _run("arithmetic", f"served:http://127.0.0.1:{free_port()}/v1", db)
+    # A sentiment task (VADER) posed as a prompt: these checks come before any answer.
+    dead = _run("vader_movies", f"served:http://127.0.0.1:{free_port()}/v1", db)
     assert_user_error(dead, "does not answer")
     assert time.monotonic() - started < 30
     proxy = _proxy(server, strip=True)
     try:
-        stripped = _run("strategyqa", f"served:{proxy.url}", db)
+        stripped = _run("vader_movies", f"served:{proxy.url}", db)
     finally:
         proxy.shutdown()
     assert_user_error(stripped, "returns no logprobs")
-    assert_user_error(_run("arithmetic", f"served:{server}#no-such-model", db), "does not serve")
+    assert_user_error(_run("vader_movies", f"served:{server}#no-such-model", db), "does not serve")

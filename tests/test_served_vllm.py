@@ -65,6 +65,7 @@ def _both(url: str, local: str, task: str, db: Path, **options: Any) -> tuple[li
     return runs["vllm"][0], runs["local"][0]
 
 
+@pytest.mark.assets("bigbench")
 def test_vllm_passes_the_probe_and_its_loglikelihoods_equal_transformers(
     vllm_server: str, in_process: str, tmp_path: Path
 ) -> None:
@@ -87,6 +88,7 @@ def test_vllm_passes_the_probe_and_its_loglikelihoods_equal_transformers(
     assert [r.pred_norm for r in served] == [r.pred_norm for r in local]
 
 
+@pytest.mark.assets("bigbench")
 def test_generation_through_vllm_agrees_with_transformers(
     vllm_server: str, in_process: str, tmp_path: Path
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -255,15 +254,7 @@ def test_hub_source_failures_are_data_errors(tmp_path: Path, offline_datasets: N
 
 
 # --------------------------------------------------------------------------------------------------
-# Real assets (fetched into the shared cache on first use)
-
-
-@pytest.fixture
-def real_assets(monkeypatch: pytest.MonkeyPatch) -> None:
-    archives = os.environ.get("BENCH_TEST_ARCHIVES")
-    if archives:
-        monkeypatch.setenv("BENCH_ASSET_ARCHIVES", archives)
-    assets.fetch(["bigbench", "vader"], progress=False)
+# Real assets (fetched into the shared cache on first use, by the `assets` marker)
 
 
 # The input patterns the built-in NLI tasks use, with the row counts and labels they must yield.
@@ -298,7 +289,8 @@ NLI_PATTERNS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(NLI_PATTERNS))
-def test_real_bigbench_nli_patterns(real_assets: None, task: str) -> None:
+@pytest.mark.assets("bigbench")
+def test_real_bigbench_nli_patterns(task: str) -> None:
     pattern, count, labels = NLI_PATTERNS[task]
     rows = read_source(BigBenchSource(task=task, input_pattern=pattern))["all"]
     assert len(rows) == count
@@ -309,7 +301,8 @@ def test_real_bigbench_nli_patterns(real_assets: None, task: str) -> None:
 
 
 @pytest.mark.slow
-def test_real_bigbench_other_tasks(real_assets: None) -> None:
+@pytest.mark.assets("bigbench")
+def test_real_bigbench_other_tasks() -> None:
     counts = {
         "strategyqa": 2290,
         "logical_deduction": 1500,
@@ -333,7 +326,8 @@ def test_real_bigbench_other_tasks(real_assets: None) -> None:
 
 
 @pytest.mark.slow
-def test_real_vader_domains(real_assets: None) -> None:
+@pytest.mark.assets("vader")
+def test_real_vader_domains() -> None:
     expected: dict[Literal["movies", "amazon", "nyt", "tweets"], int] = {
         "movies": 10605,
         "amazon": 3708,

@@ -201,6 +201,7 @@ def test_label_mapping_declared_in_the_test_task_is_used(
     assert record is not None and record.label_mapping == {"negative": "low", "positive": "high"}
 
 
+@pytest.mark.assets("bigbench")
 def test_multiemo_labels_are_mapped_onto_two_classes() -> None:
     from collections import Counter
 

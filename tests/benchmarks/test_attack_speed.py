@@ -36,6 +36,7 @@ RECIPE = "deepwordbug"
 
 @pytest.mark.slow
 @pytest.mark.benchmark
+@pytest.mark.assets("bigbench")
 def test_attack_runner_vs_stock_textattack(
     benchmark: Any, default_models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -61,6 +61,7 @@ def _attack_seconds(
 
 @pytest.mark.slow
 @pytest.mark.benchmark
+@pytest.mark.assets("bigbench")
 def test_deepwordbug_on_two_ray_workers_vs_local(
     benchmark: Any, default_models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -21,10 +21,11 @@ MAX_LEN = 128
 
 @pytest.fixture(scope="module")
 def epistemic() -> Any:
-    from bench import assets
+    from conftest import require_assets
+
     from bench.tasks import get_task, load_task_data
 
-    assets.fetch(["bigbench"], progress=False)
+    require_assets("bigbench")
     item = get_task("epistemic_reasoning")
     return load_task_data(item.spec, item.base_dir)
 
