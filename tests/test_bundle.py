@@ -757,30 +757,39 @@ def test_the_default_models_leaderboard_round_trips(
     default_models: dict[str, Path], tmp_path: Path, torch_one_thread: None
 ) -> None:
     """The default models' leaderboard (clean, under the typos suite, and the default causal LM
-    prompted) through bundles into an empty store: the same cells."""
+    prompted) through bundles into an empty store: the same cells. The NLI model's part runs
+    where its data asset (BIG-bench) can be fetched."""
     import bench
     from bench.attacks.specs import AttackConfig
 
     db = tmp_path / "default.sqlite"
-    nli, sentiment = default_models["minilm-nli"], default_models["minilm-sentiment"]
-    tasks = ["analytic_entailment", "epistemic_reasoning"]
-    bench.run(tasks, [f"minilm-nli={nli}"], db=db, suites=["typos"],
-              attack_config=AttackConfig(limit=10, max_length=128))  # fmt: skip
+    sentiment = default_models["minilm-sentiment"]
     bench.run(["vader_tweets"], [f"minilm-sentiment={sentiment}"], db=db, suites=["typos"],
               attack_config=AttackConfig(limit=10, max_length=64))  # fmt: skip
-    bench.prompt(["smollm2"], ["analytic_entailment"], shots=[0], templates=[1], db=db)
+    bench.prompt(["smollm2"], ["vader_tweets"], shots=[0], templates=[1], db=db)
+    names = ["minilm-sentiment", "smollm2-135m-instruct"]
+    expected = {"vader_tweets", "vader_tweets@typos", "vader_tweets@0shot"}
+    if "minilm-nli" not in default_models.missing:  # type: ignore[attr-defined]
+        nli = default_models["minilm-nli"]
+        tasks = ["analytic_entailment", "epistemic_reasoning"]
+        bench.run(tasks, [f"minilm-nli={nli}"], db=db, suites=["typos"],
+                  attack_config=AttackConfig(limit=10, max_length=128))  # fmt: skip
+        bench.prompt(["smollm2"], ["analytic_entailment"], shots=[0], templates=[1], db=db)
+        names.append("minilm-nli")
+        expected |= {
+            "analytic_entailment",
+            "epistemic_reasoning@typos",
+            "analytic_entailment@0shot",
+        }
     target = tmp_path / "board.sqlite"
-    for name in ("minilm-nli", "minilm-sentiment", "smollm2-135m-instruct"):
+    for name in names:
         out = tmp_path / f"{name}.zip"
         result = run_cli(["submit", "-m", name, "--db", str(db), "--out", str(out)])
         assert result.exit_code == 0, result.describe()
         result = run_cli(["import", str(out), "--db", str(target)], timeout=120)
         assert result.exit_code == 0, result.describe()
     source, imported = _rows(db), _rows(target)
-    assert {r.label for r in source} >= {
-        "analytic_entailment", "epistemic_reasoning@typos", "vader_tweets@typos",
-        "analytic_entailment@0shot",
-    }  # fmt: skip
+    assert {r.label for r in source} >= expected
     assert _cells(imported) == _cells(source)
     from bench.report.leaderboard import render
 
