@@ -218,7 +218,7 @@ def available_models(
             assets.fetch(list(model.assets), progress=progress, manifest=manifest)
         except AssetUnavailableError as exc:
             left_out[model.name] = str(exc)
-            console.print(f"note: {model.name} is left out: {exc}", markup=False)
+            console.print(f"note: {model.name} is left out: {exc}", markup=False, soft_wrap=True)
             continue
         kept.append(model)
     if not kept:

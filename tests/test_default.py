@@ -13,7 +13,7 @@ from bench import defaults
 
 @pytest.mark.slow
 def test_default_job_then_answered_from_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Same recipes, far fewer training examples and a fresh model cache: this checks the
     # plumbing (assets, training, evaluation, reports, store answers), not the scores.
@@ -32,8 +32,11 @@ def test_default_job_then_answered_from_store(
     models, left_out = defaults.available_models(progress=False)
     small = {m.name: small[m.name] for m in models}
 
+    capsys.readouterr()
     first = defaults.run_default(db=db, out_dir=out, progress=False, limit=60, attack_limit=6)
     assert "(computed)" in first
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {name} is left out: {why}" for name, why in left_out.items()]
     for name in small:
         assert f"| {name}" in first
     for name, why in left_out.items():
