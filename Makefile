@@ -26,9 +26,10 @@ SERVE_STAMP := $(VENV)/.bench-serve-installed
 # 13 s measured). Its multimodal library (mtmd, loaded only for image chat formats) is left out,
 # which saved a minute. GGML_NATIVE=OFF builds for x86-64 with AVX2 rather than for every
 # instruction the build machine's CPU reports: on a virtual machine that reported AVX-512 and
-# AMX, the native build died of an invalid opcode on the server's first request. CMAKE_ARGS from the environment (a GPU build, say)
-# are passed on after these. The cached wheel is kept under a checksum of the flags, so changing
-# them builds afresh instead of reusing a wheel built another way.
+# AMX, the native build died of an invalid opcode on the server's first request. CMAKE_ARGS from
+# the environment (a GPU build, say) are passed on after these. The cached wheel is kept under a
+# checksum of the flags, so changing them builds afresh instead of reusing a wheel built
+# another way.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF $(CMAKE_ARGS)
 LLAMA_FLAGS_KEY := $(firstword $(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum))

@@ -409,8 +409,9 @@ def _pip_download(spec: AssetSpec, dest: Path, console: Any) -> Path:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         stderr = proc.stderr or proc.stdout
-        if _not_on_index(stderr):
-            raise AssetUnavailableError(_unavailable(spec, stderr))
+        gone = _gone_from_index(spec, stderr)
+        if gone is not None:
+            raise AssetUnavailableError(gone)
         raise AssetError(_pip_error(spec, stderr))
     files = sorted(p for p in out.iterdir() if p.is_file()) if out.is_dir() else []
     archive = out / spec.filename
@@ -431,13 +432,12 @@ def _pip_download(spec: AssetSpec, dest: Path, console: Any) -> Path:
 _OTHER_VERSIONS = re.compile(r"\(from versions: (?!none\))([^)]+)\)")
 
 
-def _not_on_index(stderr: str) -> bool:
-    return bool(_OTHER_VERSIONS.search(stderr))
-
-
-def _unavailable(spec: AssetSpec, stderr: str) -> str:
+def _gone_from_index(spec: AssetSpec, stderr: str) -> str | None:
+    """The message for a pinned release the index no longer offers; None for any other failure."""
     found = _OTHER_VERSIONS.search(stderr)
-    versions = [v.strip() for v in found.group(1).split(",")] if found else []
+    if found is None:
+        return None
+    versions = [v.strip() for v in found.group(1).split(",")]
     return (
         f"{spec.distribution}=={spec.version} is no longer on the package index (it offers "
         f"{listing(versions, limit=3, width=20)}); to use a copy, put {spec.filename} (sha256 "

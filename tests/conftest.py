@@ -134,16 +134,18 @@ def default_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import dataclasses
 
     from bench import assets, defaults, training
+    from bench.errors import AssetUnavailableError
     from bench.tasks import get_task, load_task_data
 
     assets.fetch([training.BASE_ASSET], progress=False)
-    out = _DefaultModels()
-    for name, model in defaults.DEFAULT_MODELS.items():
-        try:
-            require_assets(*model.assets)
-        except pytest.skip.Exception as exc:
-            out.missing[name] = str(exc)
-            continue
+    # Which models the main job would run: the same choice, by the same function.
+    try:
+        models, left_out = defaults.available_models(progress=False)
+    except AssetUnavailableError as exc:  # every model's data is gone
+        models, left_out = [], dict.fromkeys(defaults.DEFAULT_MODELS, str(exc))
+    out = _DefaultModels(left_out)
+    for model in models:
+        name = model.name
         trained = defaults.trained_model_dir(model)
         if trained is not None:
             out[name] = trained
@@ -164,9 +166,9 @@ class _DefaultModels(dict[str, Path]):
     """The default models by name; asking for one whose data asset cannot be fetched skips the
     test, saying why, so that tests of the other model still run."""
 
-    def __init__(self) -> None:
+    def __init__(self, missing: dict[str, str]) -> None:
         super().__init__()
-        self.missing: dict[str, str] = {}
+        self.missing = missing
 
     def __getitem__(self, name: str) -> Path:
         if name in self.missing:

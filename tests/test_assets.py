@@ -430,15 +430,20 @@ def _index(root: Path, files: dict[str, bytes]) -> str:
     return root.as_uri()
 
 
-def test_a_release_gone_from_the_index_is_unavailable_and_a_copy_still_serves(
-    env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Real pip against a local index that offers fakesd 0.9 only: the pinned 1.0 was deleted.
+@pytest.fixture
+def release_gone(env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real pip, pointed only at a local index that offers fakesd 0.9: the pinned 1.0 (the fake
+    sdist's spec) was deleted from it."""
     old = _targz({"fakesd-0.9/PKG-INFO": b"Name: fakesd\n"})
     index = _index(tmp_path / "simple", {"fakesd-0.9.tar.gz": old})
-    monkeypatch.setenv("PIP_INDEX_URL", index)
-    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", index)
+    for variable in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.setenv(variable, index)
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "simple"))
+
+
+def test_a_release_gone_from_the_index_is_unavailable_and_a_copy_still_serves(
+    env: dict[str, Path], release_gone: None
+) -> None:
     data = _targz(_sdist_files())
     spec = _sdist_spec(data)
     with pytest.raises(AssetUnavailableError) as info:
@@ -461,15 +466,10 @@ def test_a_release_gone_from_the_index_is_unavailable_and_a_copy_still_serves(
 
 
 def test_the_main_job_leaves_out_a_model_whose_data_is_gone(
-    env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: dict[str, Path], release_gone: None
 ) -> None:
     from bench import defaults
 
-    old = _targz({"fakesd-0.9/PKG-INFO": b"Name: fakesd\n"})
-    index = _index(tmp_path / "simple", {"fakesd-0.9.tar.gz": old})
-    for variable in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
-        monkeypatch.setenv(variable, index)
-    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "simple"))
     gone = _sdist_spec(_targz(_sdist_files()))
     wheel = _zip(WHEEL_FILES)
     present = _wheel_spec(wheel)

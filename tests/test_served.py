@@ -150,13 +150,6 @@ def _proxy(target: str, **options: Any) -> _Proxy:
     return proxy
 
 
-def _arithmetic() -> Any:
-    from bench.tasks import get_task, load_task_data
-
-    item = get_task("arithmetic")
-    return load_task_data(item.spec, item.base_dir)
-
-
 @pytest.mark.assets("bigbench")
 def test_generation_through_the_server_agrees_with_the_in_process_model(
     server: str, f32_server: str, in_process_lm: Any, tmp_path: Path
