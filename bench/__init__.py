@@ -22,6 +22,7 @@ from bench.errors import (
 
 if TYPE_CHECKING:  # the real types for checkers; at run time __getattr__ imports them on demand
     from bench.specs import (
+        ArithmeticSource,
         BigBenchSource,
         EvalConfig,
         HubSource,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # the real types for checkers; at run time __getattr__ import
     )
 
 _SPECS = (
+    "ArithmeticSource",
     "BigBenchSource",
     "EvalConfig",
     "HubSource",
@@ -78,6 +80,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "ArithmeticSource",
     "AssetError",
     "AssetUnavailableError",
     "BenchError",

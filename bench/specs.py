@@ -347,8 +347,43 @@ class VaderSource(Spec):
     domain: Literal["movies", "amazon", "nyt", "tweets"]
 
 
+# "<digits>_digit_<operation>", BIG-bench's names for the subtasks of its arithmetic task.
+ARITHMETIC_SUBTASK = re.compile(r"([1-5])_digit_(addition|subtraction|multiplication|division)")
+
+
+class ArithmeticSource(Spec):
+    """Integer arithmetic questions generated from a seed, worded as BIG-bench's ``arithmetic``
+    task words them ("What is 27 plus 85?", target "112"); needs no asset.
+
+    Each subtask, named as BIG-bench names them (``2_digit_multiplication``), draws
+    ``per_subtask`` distinct operand pairs below 10**digits (every pair when a subtask has
+    fewer: 1-digit addition has 100). Division questions divide a product by one of its
+    factors, so every answer is an integer. Rows have ``id``, ``input``, ``target`` and
+    ``subtask``; the same spec gives the same rows on every machine and Python version.
+    """
+
+    type: Literal["arithmetic"] = "arithmetic"
+    subtasks: list[str] = Field(min_length=1, max_length=20)
+    per_subtask: int = Field(default=100, ge=1, le=10_000)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+
+    @field_validator("subtasks")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not ARITHMETIC_SUBTASK.fullmatch(name):
+                raise ValueError(
+                    f"unknown arithmetic subtask {name[:40]!r}: expected <1-5>_digit_<addition, "
+                    "subtraction, multiplication or division>, e.g. 2_digit_addition"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("arithmetic subtasks are listed more than once")
+        return value
+
+
 Source = Annotated[
-    HubSource | LocalSource | BigBenchSource | VaderSource, Field(discriminator="type")
+    HubSource | LocalSource | BigBenchSource | VaderSource | ArithmeticSource,
+    Field(discriminator="type"),
 ]
 
 

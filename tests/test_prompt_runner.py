@@ -513,40 +513,54 @@ def test_task_kind_fields_are_validated(patch: dict[str, Any], message: str) -> 
         TaskSpec.model_validate({**base, **patch})
 
 
-@pytest.mark.assets("bigbench")
-def test_builtin_reasoning_tasks_load_and_render() -> None:
+_BIGBENCH = pytest.mark.assets("bigbench")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        pytest.param("strategyqa", "classification", marks=_BIGBENCH),
+        pytest.param("logical_deduction", "multiple_choice", marks=_BIGBENCH),
+        pytest.param("date_understanding", "multiple_choice", marks=_BIGBENCH),
+        pytest.param("navigate", "classification", marks=_BIGBENCH),
+        pytest.param("causal_judgment", "classification", marks=_BIGBENCH),
+        pytest.param("arithmetic", "generation", marks=_BIGBENCH),
+        ("arithmetic_generated", "generation"),
+    ],
+)
+def test_builtin_reasoning_tasks_load_and_render(name: str, kind: str) -> None:
     from bench.prompts import build_request
     from bench.tasks import get_task, load_task_data
 
-    kinds = {}
-    for name in (
-        "strategyqa",
-        "logical_deduction",
-        "date_understanding",
-        "navigate",
-        "causal_judgment",
-        "arithmetic",
-    ):
-        item = get_task(name)
-        data = load_task_data(item.spec, item.base_dir)
-        kinds[name] = item.spec.kind
-        assert len(data.split("test")) >= 100 and len(data.split("train")) >= 30
-        ex = data.split("test")[0]
-        req = build_request(item.spec, ex, data.split("train"), template=1, k=3)
-        assert len(req.shots) == 3 and ex.uid not in req.shots and "{" not in req.context
-        if item.spec.kind == "generation":
-            assert req.choices == [] and req.target == ex.target
-        else:
-            assert len(req.choices) >= 2 and 0 <= req.label < len(req.choices)
-    assert kinds["date_understanding"] == kinds["logical_deduction"] == "multiple_choice"
-    assert kinds["arithmetic"] == "generation" and kinds["strategyqa"] == "classification"
+    item = get_task(name)
+    data = load_task_data(item.spec, item.base_dir)
+    assert item.spec.kind == kind
+    assert len(data.split("test")) >= 100 and len(data.split("train")) >= 30
+    ex = data.split("test")[0]
+    req = build_request(item.spec, ex, data.split("train"), template=1, k=3)
+    assert len(req.shots) == 3 and ex.uid not in req.shots and "{" not in req.context
+    if kind == "generation":
+        assert req.choices == [] and req.target == ex.target
+    else:
+        assert len(req.choices) >= 2 and 0 <= req.label < len(req.choices)
 
 
 @pytest.mark.slow
-@pytest.mark.assets("bigbench")
-def test_default_causal_lm_answers_builtin_reasoning_tasks(tmp_path: Path) -> None:
-    """`bench run --model smollm2` end to end on the real default LM: a multiple-choice and a
-    generation task at 0 and 1 shots, through the chat template, stored and tabled."""
+@pytest.mark.parametrize(
+    ("choice_task", "options", "generation_task"),
+    [
+        pytest.param("date_understanding", 3, "arithmetic", marks=_BIGBENCH),
+        # Without the BIG-bench asset: verbalised labels, and generated arithmetic.
+        ("vader_movies", 2, "arithmetic_generated"),
+    ],
+)
+def test_default_causal_lm_answers_builtin_reasoning_tasks(
+    tmp_path: Path, choice_task: str, options: int, generation_task: str
+) -> None:
+    """`bench run --model smollm2` end to end on the real default LM: a task answered by
+    choosing (date_understanding's per-question options, or a classification task's verbalised
+    labels) and a generation task, at 0 and 1 shots, through the chat template, stored and
+    tabled."""
     from bench.errors import AssetError
     from bench.models.gguf import default_causal_lm
     from bench.store import ResultStore
@@ -558,13 +572,13 @@ def test_default_causal_lm_answers_builtin_reasoning_tasks(tmp_path: Path) -> No
     db = tmp_path / "lm.sqlite"
     proc = _bench(
         "run", "--db", str(db), "--no-progress", "--model", "smollm2", "--limit", "4",
-        "--template", "1", "--task", "date_understanding", "--task", "arithmetic",
+        "--template", "1", "--task", choice_task, "--task", generation_task,
         "-k", "0", "-k", "1",
         timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| model"))
-    for column in ("arithmetic@0shot", "arithmetic@1shot", "date_understanding@1shot"):
+    for column in (f"{generation_task}@0shot", f"{generation_task}@1shot", f"{choice_task}@1shot"):
         assert column in header
     assert "smollm2-135m-instruct" in proc.stdout
     with ResultStore(db) as store:
@@ -574,8 +588,8 @@ def test_default_causal_lm_answers_builtin_reasoning_tasks(tmp_path: Path) -> No
             rows = store.prompt_rows(record.run_key)
             assert len(rows) == 4
             assert all(r.prompt.rstrip().endswith("<|im_start|>assistant") for r in rows)
-            if record.task == "arithmetic":
+            if record.task == generation_task:
                 assert all(r.output and r.target.lstrip("-").isdigit() for r in rows)
             else:
-                assert all(len(r.scores) >= 3 for r in rows)  # date options per question
+                assert all(len(r.scores) >= options for r in rows)  # options per question
                 assert all(max(r.scores) == r.scores[r.pred] for r in rows)

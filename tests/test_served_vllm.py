@@ -90,13 +90,16 @@ def test_vllm_passes_the_probe_and_its_loglikelihoods_equal_transformers(
     assert [r.pred_norm for r in served] == [r.pred_norm for r in local]
 
 
-@pytest.mark.assets("bigbench")
+@pytest.mark.parametrize(
+    "task",
+    [pytest.param("arithmetic", marks=pytest.mark.assets("bigbench")), "arithmetic_generated"],
+)
 def test_generation_through_vllm_agrees_with_transformers(
-    vllm_server: str, in_process: str, tmp_path: Path
+    vllm_server: str, in_process: str, tmp_path: Path, task: str
 ) -> None:
     # Through the chat template: vLLM renders it with transformers 5, the in-process model
     # with 4.57, from the same folder.
-    served, local = _both(vllm_server, in_process, "arithmetic", tmp_path / "r.sqlite", limit=40)
+    served, local = _both(vllm_server, in_process, task, tmp_path / "r.sqlite", limit=40)
     same = sum(a.answer == b.answer for a, b in zip(served, local, strict=True))
-    print(f"\narithmetic, 40 questions: {same} answers through vLLM equal transformers'")
+    print(f"\n{task}, 40 questions: {same} answers through vLLM equal transformers'")
     assert same >= 38

@@ -1,8 +1,12 @@
-"""Raw source readers: local tables, BIG-bench task files, VADER ground truth, datasets folders."""
+"""Raw source readers: local tables, BIG-bench task files, VADER ground truth, datasets folders,
+generated arithmetic."""
 
 from __future__ import annotations
 
 import json
+import operator
+import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,7 +15,7 @@ import pytest
 
 from bench import assets
 from bench.errors import AssetError, DataError
-from bench.specs import BigBenchSource, HubSource, LocalSource, VaderSource
+from bench.specs import ArithmeticSource, BigBenchSource, HubSource, LocalSource, VaderSource
 from bench.tasks.sources import read_source
 
 ROWS: list[dict[str, Any]] = [
@@ -208,6 +212,83 @@ def test_vader_rows(fake_assets: Path) -> None:
         read_source(VaderSource(domain="tweets"))
     with pytest.raises(DataError, match="not UTF-8"):
         read_source(VaderSource(domain="nyt"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Generated arithmetic
+
+_QUESTION = re.compile(r"What is (\d+) (plus|minus|times|divided by) (\d+)\?")
+
+
+def _solve(question: str) -> tuple[int, int, Fraction]:
+    """The operands and exact value of a question, computed apart from the generator."""
+    match = _QUESTION.fullmatch(question)
+    assert match, question
+    a, word, b = int(match.group(1)), match.group(2), int(match.group(3))
+    ops = {"plus": operator.add, "minus": operator.sub, "times": operator.mul,
+           "divided by": Fraction}  # fmt: skip
+    return a, b, Fraction(ops[word](a, b))
+
+
+def test_generated_arithmetic_questions_are_right_distinct_and_in_range() -> None:
+    subtasks = [f"{n}_digit_{op}" for n in (1, 2, 3, 5)
+                for op in ("addition", "subtraction", "multiplication", "division")]  # fmt: skip
+    rows = read_source(ArithmeticSource(subtasks=subtasks, per_subtask=300))["all"]
+    by_subtask: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_subtask.setdefault(row["subtask"], []).append(row)
+    # Every pair where a subtask has fewer than asked: 10 x 10 sums, 9 divisors x 10 quotients.
+    assert {s: len(r) for s, r in by_subtask.items()} == {
+        s: {"1_digit_addition": 100, "1_digit_subtraction": 100,
+            "1_digit_multiplication": 100, "1_digit_division": 90}.get(s, 300)
+        for s in subtasks
+    }  # fmt: skip
+    for subtask, part in by_subtask.items():
+        digits = int(subtask[0])
+        assert len({r["input"] for r in part}) == len(part), subtask
+        assert [r["id"] for r in part] == [f"{subtask}/{i}" for i in range(len(part))]
+        for row in part:
+            a, b, value = _solve(row["input"])
+            assert value.denominator == 1 and row["target"] == str(value.numerator), row
+            if subtask.endswith("division"):
+                assert 1 <= b < 10**digits and 0 <= value < 10**digits, row
+            else:
+                assert a < 10**digits and b < 10**digits, row
+    # Drawn, not enumerated: the big subtasks use their whole range, in no sorted order.
+    firsts = [_solve(r["input"])[0] for r in by_subtask["5_digit_addition"]]
+    assert firsts != sorted(firsts) and max(firsts) > 90_000 and min(firsts) < 10_000
+    assert any(int(r["target"]) < 0 for r in by_subtask["2_digit_subtraction"])
+
+
+def test_generated_arithmetic_depends_on_the_spec_alone() -> None:
+    spec = ArithmeticSource(subtasks=["2_digit_addition", "3_digit_multiplication"], seed=7)
+    rows = read_source(spec)["all"]
+    assert read_source(ArithmeticSource(**spec.model_dump()))["all"] == rows
+    # Pinned: the draw is SHA-256 of the seed, subtask and draw number, not Python's random.
+    assert rows[0]["input"] == "What is 68 plus 43?" and rows[-1]["input"] == (
+        "What is 979 times 454?"
+    )
+    reseeded = read_source(ArithmeticSource(subtasks=["2_digit_addition"], seed=8))["all"]
+    assert [r["input"] for r in reseeded] != [r["input"] for r in rows[:100]]
+    # A subtask's questions do not depend on which other subtasks are listed.
+    alone = read_source(ArithmeticSource(subtasks=["3_digit_multiplication"], seed=7))["all"]
+    assert alone == rows[100:]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"subtasks": ["2_digit_power"]}, "unknown arithmetic subtask '2_digit_power'"),
+        ({"subtasks": ["0_digit_addition"]}, "unknown arithmetic subtask"),
+        ({"subtasks": ["2_digit_addition", "2_digit_addition"]}, "more than once"),
+        ({"subtasks": []}, "at least 1"),
+        ({"subtasks": ["2_digit_addition"], "per_subtask": 10_001}, "less than or equal"),
+        ({"subtasks": ["2_digit_addition"], "seed": 2**63}, "less than or equal"),
+    ],
+)
+def test_arithmetic_source_refuses_bad_parameters(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ArithmeticSource(**fields)
 
 
 # --------------------------------------------------------------------------------------------------

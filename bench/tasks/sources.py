@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import hashlib
 import json
 import lzma
 import math
@@ -19,7 +20,15 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from bench.errors import DataError, listing, shown
-from bench.specs import BigBenchSource, HubSource, LocalSource, Source, VaderSource
+from bench.specs import (
+    ARITHMETIC_SUBTASK,
+    ArithmeticSource,
+    BigBenchSource,
+    HubSource,
+    LocalSource,
+    Source,
+    VaderSource,
+)
 
 Rows = list[dict[str, Any]]
 
@@ -72,6 +81,8 @@ def read_source(source: Source, base_dir: Path | None = None) -> dict[str, Rows]
         return {ALL: read_vader(source.domain)}
     if isinstance(source, HubSource):
         return _read_hub(source, base_dir)
+    if isinstance(source, ArithmeticSource):
+        return {ALL: generate_arithmetic(source)}
     raise DataError(f"unsupported source type {type(source).__name__}")
 
 
@@ -405,6 +416,72 @@ def read_vader(domain: str, folder: Path | None = None) -> Rows:
     if not rows:
         raise DataError(f"{path} has no rows")
     return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Generated arithmetic
+
+_OPERATION_WORDS = {
+    "addition": "plus",
+    "subtraction": "minus",
+    "multiplication": "times",
+    "division": "divided by",
+}
+
+
+def generate_arithmetic(source: ArithmeticSource) -> Rows:
+    """Rows (``id``, ``input``, ``target``, ``subtask``) of generated arithmetic questions.
+
+    Operand pairs are numbered (pair k of an n-digit subtask is ``divmod(k, 10**n)``) and drawn
+    by hashing (seed, subtask, draw number) with SHA-256, not with ``random``, so the rows depend
+    on the spec alone, never on the Python version.
+    """
+    rows: Rows = []
+    for subtask in source.subtasks:
+        match = ARITHMETIC_SUBTASK.fullmatch(subtask)
+        if match is None:  # the spec validates names; a hand-built spec may not have
+            raise DataError(f"unknown arithmetic subtask {shown(subtask, 40)}")
+        digits, operation = int(match.group(1)), match.group(2)
+        span = 10**digits
+        # Division pairs are (divisor 1..span-1, quotient 0..span-1): dividend = their product.
+        count = (span - 1) * span if operation == "division" else span * span
+        for i, k in enumerate(_draw(f"{source.seed}/{subtask}", count, source.per_subtask)):
+            first, second = divmod(k, span)
+            if operation == "division":
+                divisor, quotient = first + 1, second
+                a, b, answer = divisor * quotient, divisor, quotient
+            else:
+                a, b = first, second
+                answer = {"addition": a + b, "subtraction": a - b}.get(operation, a * b)
+            rows.append({
+                "id": f"{subtask}/{i}",
+                "input": f"What is {a} {_OPERATION_WORDS[operation]} {b}?",
+                "target": str(answer),
+                "subtask": subtask,
+            })  # fmt: skip
+    return rows
+
+
+def _draw(key: str, count: int, wanted: int) -> list[int]:
+    """``wanted`` distinct numbers below ``count`` (all of them if fewer), in draw order."""
+
+    def hashed(j: int) -> int:
+        return int.from_bytes(hashlib.sha256(f"{key}/{j}".encode()).digest()[:8], "big")
+
+    if 2 * wanted >= count:
+        # Dense: order every number by its hash and keep the first ones (no long tail of
+        # rejected repeats when nearly all numbers are wanted).
+        return sorted(range(count), key=hashed)[:wanted]
+    seen: set[int] = set()
+    out: list[int] = []
+    j = 0
+    while len(out) < wanted:
+        k = hashed(j) % count  # count <= 10**10, so the bias of a 64-bit modulus is < 1e-9
+        j += 1
+        if k not in seen:
+            seen.add(k)
+            out.append(k)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

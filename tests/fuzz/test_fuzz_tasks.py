@@ -38,6 +38,20 @@ def task_yaml(**fields: Any) -> str:
     return dump(doc)
 
 
+def task_yaml_with_source(arithmetic: dict[str, Any]) -> str:
+    """A generation task over generated arithmetic questions with ``arithmetic`` as its source
+    (the type added)."""
+    doc = {
+        "name": "fuzz_arithmetic",
+        "source": {"type": "arithmetic", **arithmetic},
+        "kind": "generation",
+        "inputs": ["input"],
+        "label_column": "target",
+        "prompt": {"templates": ["Q: {input}\nA:"], "answer_pattern": "[-+]?\\d+"},
+    }
+    return dump(doc)
+
+
 def bomb(levels: int = 7, fanout: int = 9, field: str = "tags") -> str:
     """A billion-laughs alias bomb under 1 KB inside ``field``: each level lists the previous one
     ``fanout`` times."""
@@ -192,6 +206,35 @@ TASK_FILE_CASES = [
     show(
         "labels_are_indices",
         task_yaml(data="int_labels.jsonl", labels_are_indices=True),
+        expect="ok",
+    ),
+    # A generated source: its parameters are the whole input.
+    *[
+        show(f"arithmetic_{name}", task_yaml_with_source(source), mentions=mentions)
+        for name, source, mentions in (
+            (
+                "unknown_subtask",
+                {"subtasks": ["2_digit_exponentiation"]},
+                ("2_digit_exponentiation",),
+            ),
+            ("six_digits", {"subtasks": ["6_digit_addition"]}, ("6_digit_addition",)),
+            ("no_subtasks", {"subtasks": []}, ("subtasks",)),
+            ("subtask_twice", {"subtasks": ["1_digit_addition"] * 2}, ("more than once",)),
+            ("subtask_not_text", {"subtasks": [[1]]}, ("subtasks",)),
+            (
+                "too_many",
+                {"subtasks": ["2_digit_addition"], "per_subtask": 10**6},
+                ("per_subtask",),
+            ),
+            ("none_wanted", {"subtasks": ["2_digit_addition"], "per_subtask": 0}, ("per_subtask",)),
+            ("seed_negative", {"subtasks": ["2_digit_addition"], "seed": -1}, ("seed",)),
+            ("seed_huge", {"subtasks": ["2_digit_addition"], "seed": 10**400}, ("seed",)),
+            ("path_given", {"subtasks": ["2_digit_addition"], "path": "x.jsonl"}, ("path",)),
+        )
+    ],
+    show(
+        "arithmetic_ok",
+        task_yaml_with_source({"subtasks": ["5_digit_division", "1_digit_addition"]}),
         expect="ok",
     ),
     show("byte_order_mark", b"\xef\xbb\xbf" + BASE_OK.encode(), expect="ok"),
