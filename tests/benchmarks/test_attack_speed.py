@@ -1,7 +1,8 @@
 """Attack speed: our runner against stock TextAttack on the same attack, model and examples.
 
-Three runs of DeepWordBug on NLI pairs with the default NLI model (both columns attackable, as in
-the stock recipe), each example seeded identically:
+Three runs of DeepWordBug, each example seeded identically, on NLI pairs with the default NLI
+model (both columns attackable, as in the stock recipe) and on VADER movie snippets with the
+default sentiment model (one column; it needs no BIG-bench asset):
 
 - stock: ``HuggingFaceModelWrapper`` (pads every query to the tokenizer's maximum length) and
   ``Attacker``, one example after another;
@@ -36,16 +37,22 @@ RECIPE = "deepwordbug"
 
 @pytest.mark.slow
 @pytest.mark.benchmark
-@pytest.mark.assets("bigbench")
+@pytest.mark.parametrize(
+    ("model", "task_name"),
+    [
+        pytest.param("minilm-nli", "epistemic_reasoning", marks=pytest.mark.assets("bigbench")),
+        ("minilm-sentiment", "vader_movies"),
+    ],
+)
 def test_attack_runner_vs_stock_textattack(
-    benchmark: Any, default_models: dict[str, Path], tmp_path: Path
+    benchmark: Any, default_models: dict[str, Path], tmp_path: Path, model: str, task_name: str
 ) -> None:
     from transformers import AutoTokenizer
 
     # A full measurement under `--benchmark-enable` (tox -e bench); a small one in the suite.
     n = 20 if benchmark.enabled else 4
-    task = load_task("epistemic_reasoning")
-    model_dir = default_models["minilm-nli"]
+    task = load_task(task_name)
+    model_dir = default_models[model]
     examples = sampled(task, n)
     columns = list(task.spec.inputs)
     # Stock pads to the tokenizer's own maximum; ours truncates at the same length.
@@ -104,7 +111,7 @@ def test_attack_runner_vs_stock_textattack(
     }
     benchmark.extra_info.update(info)
     print(
-        f"\n{RECIPE} on {n} NLI pairs: ours {ours_s:.2f} s, stock {stock_s:.2f} s, stock with "
+        f"\n{RECIPE} on {n} {task_name} examples ({model}): ours {ours_s:.2f} s, stock {stock_s:.2f} s, stock with "
         f"dynamic padding {dynamic_s:.2f} s -> ours is {info['speedup_vs_stock']:.1f}x stock and "
         f"{info['speedup_vs_stock_dynamic']:.2f}x stock-dynamic "
         f"(queries per batched round {result.mean_round:.0f}; {result.model_computed} of "
