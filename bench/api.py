@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from bench.attacks.specs import AttackConfig, SuiteSpec
     from bench.backends import ModelPool
+    from bench.defaults import DefaultModel
     from bench.engine import Engine, RunOutcome
     from bench.engine.executors import Executor
     from bench.records import MetricSettings, RunRecord
@@ -80,7 +81,7 @@ def model_spec(
     if path in defaults.DEFAULT_MODELS:
         resolved = defaults.trained_model_dir(defaults.DEFAULT_MODELS[path])
         if resolved is None:
-            raise BenchError(f"default model {path!r} is not trained yet; run `bench default`")
+            raise BenchError(_untrained(defaults.DEFAULT_MODELS[path]))
         return ModelSpec(
             name=name or path, path=str(resolved), label_map=label_map, backend=chosen or "hf"
         )
@@ -92,6 +93,24 @@ def model_spec(
         trust_remote_code=trust_remote_code,
         backend=chosen or "hf",
     )
+
+
+def _untrained(model: DefaultModel) -> str:
+    """Why a default model cannot be used yet, and the next step: `bench default` trains it,
+    unless its data is not fetched, in which case fetching comes first (and says, in one line,
+    when the index no longer offers the data: `bench default` would leave the model out)."""
+    from bench import assets
+    from bench.errors import AssetError
+
+    for name in model.assets:
+        try:
+            assets.asset_dir(name)
+        except AssetError:
+            return (
+                f"default model {model.name!r} is not trained yet and its data asset {name!r} "
+                f"is not fetched; run `bench assets fetch {name}`, then `bench default`"
+            )
+    return f"default model {model.name!r} is not trained yet; run `bench default`"
 
 
 def _models(models: Iterable[str | ModelSpec]) -> list[ModelSpec]:

@@ -95,3 +95,31 @@ def test_api_refuses_bad_settings_in_one_line(tmp_path: Path, tiny_model_dir: Pa
     with pytest.raises(BenchError, match="limit") as err:
         bench.evaluate([str(tiny_model_dir)], ["vader_movies"], limit=-3, db=tmp_path / "r.db")
     assert "\n" not in str(err.value)
+
+
+def test_an_untrained_default_model_names_the_next_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench default` cannot train a model whose data is not fetched (and leaves it out when
+    the index no longer offers the data): the message says to fetch first, naming the asset."""
+    from bench import assets
+    from bench.api import model_spec
+    from bench.errors import BenchError
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BENCH_MODELS_DIR", str(tmp_path / "models"))
+    with pytest.raises(BenchError) as nli:
+        model_spec("minilm-nli")
+    assert str(nli.value) == (
+        "default model 'minilm-nli' is not trained yet and its data asset 'bigbench' is not "
+        "fetched; run `bench assets fetch bigbench`, then `bench default`"
+    )
+    folder = tmp_path / "vader"
+    folder.mkdir()
+    (folder / "movieReviewSnippets_GroundTruth.txt").write_text("1\t1.5\tfine\n")
+    assets.install_tree(assets.get_spec("vader"), folder)
+    with pytest.raises(BenchError) as sentiment:
+        model_spec("minilm-sentiment")
+    assert str(sentiment.value) == (
+        "default model 'minilm-sentiment' is not trained yet; run `bench default`"
+    )
