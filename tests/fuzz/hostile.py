@@ -313,6 +313,7 @@ MUTATIONS = [
     "fraction",
     "threshold",
     "name",
+    "generated",
 ]
 
 
@@ -325,21 +326,26 @@ def task_cases(draw: st.DrawFn) -> tuple[bytes, str, bool]:
     """
     doc: dict[str, Any] = copy.deepcopy(BASE_TASK)
     steps: list[str] = []
-    must_refuse = False
+    # The fields whose value must be refused; a later step that replaces or deletes the field
+    # takes its refusal back (a NaN fraction overwritten by a valid split is valid again).
+    refused: set[str] = set()
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         # Weighted towards plausible values and data files, so that many specs are valid and
         # the data readers and label mapping get fuzzed too, not only the schema.
         kind = MUTATIONS[draw(st.integers(0, 999)) * len(MUTATIONS) // 1000]
         if kind == "value":
             key = draw(st.sampled_from(TASK_KEYS))
+            refused.discard(key)
             doc[key] = draw(values)
             steps.append(f"{key}=value")
         elif kind == "plausible":
             key = draw(st.sampled_from(sorted(PLAUSIBLE)))
+            refused.discard(key)
             doc[key] = copy.deepcopy(draw(st.sampled_from(PLAUSIBLE[key])))
             steps.append(f"{key}=plausible")
         elif kind == "delete":
             key = draw(st.sampled_from(TASK_KEYS))
+            refused.discard(key)
             doc.pop(key, None)
             steps.append(f"-{key}")
         elif kind == "source":
@@ -351,11 +357,11 @@ def task_cases(draw: st.DrawFn) -> tuple[bytes, str, bool]:
             n = draw(st.integers(min_value=-(10**6), max_value=0))
             role = draw(st.sampled_from(["train", "dev", "test"]))
             doc["splits"] = {"fractions": {"test": 1.0}, "limits": {role: n}}
-            must_refuse = True
+            refused.add("splits")
             steps.append(f"limit {role}={n}")
         elif kind == "fraction":
             doc["splits"] = {"fractions": {"train": math.nan, "test": 1.0}}
-            must_refuse = True
+            refused.add("splits")
             steps.append("fraction=nan")
         elif kind == "threshold":
             t = draw(st.sampled_from([math.inf, -math.inf, math.nan]))
@@ -365,19 +371,35 @@ def task_cases(draw: st.DrawFn) -> tuple[bytes, str, bool]:
                 "below": "neg",
                 "above": "pos",
             }
-            must_refuse = True
+            refused.add("label_threshold")
             steps.append(f"threshold={t}")
+        elif kind == "generated":
+            # Generated arithmetic: its parameters are the whole input (valid, out of range or
+            # of the wrong type), often as a generation task that can use its rows.
+            subtask = st.sampled_from(["1_digit_addition", "5_digit_division", "3_digit_minus",
+                                       "6_digit_addition", "", 7])  # fmt: skip
+            doc["source"] = {
+                "type": "arithmetic",
+                "subtasks": draw(st.lists(subtask, max_size=3)),
+                "per_subtask": draw(st.sampled_from([1, 100, 10_000, 10_001, 0, -3, "x"])),
+                "seed": draw(st.sampled_from([0, 2**63 - 1, 2**63, -1, 1.5])),
+            }
+            if chance(draw, 0.7):
+                doc.update(kind="generation", inputs=["input"], label_column="target",
+                           prompt={"templates": ["Q: {input}\nA:"]})  # fmt: skip
+                doc.pop("labels", None)
+            steps.append("source=arithmetic")
         else:
             base = draw(st.sampled_from(["fuzz_task", "t", "a.b-c_d"]))
             end = draw(st.sampled_from(["\n", "\r\n", "\n\n", "\r"]))
             doc["name"] = draw(st.sampled_from([base + end, end + base]))
-            must_refuse = True
+            refused.add("name")
             steps.append("name+newline")
     text = dump(doc)
     how = draw(st.sampled_from(CORRUPTION_NAMES)) if chance(draw, 0.2) else "none"
     steps.append(f"corrupt={how}")
     # A must-refuse spec stays refused whatever the damage (damaged YAML is refused too).
-    return corrupt(text, how), "; ".join(steps), must_refuse
+    return corrupt(text, how), "; ".join(steps), bool(refused)
 
 
 # --------------------------------------------------------------------------------------------------
