@@ -433,8 +433,8 @@ def generate_arithmetic(source: ArithmeticSource) -> Rows:
     """Rows (``id``, ``input``, ``target``, ``subtask``) of generated arithmetic questions.
 
     Operand pairs are numbered (pair k of an n-digit subtask is ``divmod(k, 10**n)``) and drawn
-    by hashing (seed, subtask, draw number) with SHA-256, not with ``random``, so the rows depend
-    on the spec alone, never on the Python version.
+    with SHA-256 of the seed, the subtask and a counter (see :func:`_draw`), not with ``random``,
+    so the rows depend on the spec alone, never on the Python version.
     """
     rows: Rows = []
     for subtask in source.subtasks:
@@ -450,9 +450,12 @@ def generate_arithmetic(source: ArithmeticSource) -> Rows:
             if operation == "division":
                 divisor, quotient = first + 1, second
                 a, b, answer = divisor * quotient, divisor, quotient
+            elif operation == "addition":
+                a, b, answer = first, second, first + second
+            elif operation == "subtraction":
+                a, b, answer = first, second, first - second
             else:
-                a, b = first, second
-                answer = {"addition": a + b, "subtraction": a - b}.get(operation, a * b)
+                a, b, answer = first, second, first * second
             rows.append({
                 "id": f"{subtask}/{i}",
                 "input": f"What is {a} {_OPERATION_WORDS[operation]} {b}?",
@@ -463,7 +466,9 @@ def generate_arithmetic(source: ArithmeticSource) -> Rows:
 
 
 def _draw(key: str, count: int, wanted: int) -> list[int]:
-    """``wanted`` distinct numbers below ``count`` (all of them if fewer), in draw order."""
+    """``wanted`` distinct numbers below ``count`` (all of them if fewer), in draw order: the
+    j-th draw is SHA-256 of ``key/j`` modulo ``count``, repeats skipped; when at least half of
+    the numbers are wanted, the numbers ordered by SHA-256 of ``key/number`` instead."""
 
     def hashed(j: int) -> int:
         return int.from_bytes(hashlib.sha256(f"{key}/{j}".encode()).digest()[:8], "big")
