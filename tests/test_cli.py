@@ -56,6 +56,29 @@ def test_tasks_list_imports_no_torch() -> None:
     assert not {m for m in loaded if m.split(".")[0] in {"torch", "textattack"}}
 
 
+def test_tasks_list_says_where_each_task_reads_its_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new machine can see which tasks it can run: a pinned asset is named and marked when
+    not fetched; generated and local tasks need nothing."""
+    from bench import assets
+
+    cache = tmp_path / "cache"
+    vader = tmp_path / "vader"
+    vader.mkdir()
+    (vader / "movieReviewSnippets_GroundTruth.txt").write_text("1\t1.5\tfine\n")
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))  # for this process and the CLI's
+    assets.install_tree(assets.get_spec("vader"), vader)
+    _local_task(tmp_path, ROWS)
+    listed = _bench("tasks", "list", "--tasks-dir", str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    where = {line.split()[0]: line.split("  ")[-1].strip() for line in listed.stdout.splitlines()}
+    assert where["epistemic_reasoning"] == "bigbench (not fetched)"
+    assert where["vader_tweets"] == "vader"
+    assert where["arithmetic_generated"] == "generated"
+    assert where["local_pairs"] == "local files"
+
+
 def _local_task(folder: Path, rows: list[dict[str, object]], **extra: str) -> Path:
     (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     fields = {

@@ -86,6 +86,29 @@ def read_source(source: Source, base_dir: Path | None = None) -> dict[str, Rows]
     raise DataError(f"unsupported source type {type(source).__name__}")
 
 
+def source_asset(source: Source) -> str | None:
+    """The pinned asset a source reads its rows from, if any (local files, hub datasets and
+    generated questions need none)."""
+    if isinstance(source, BigBenchSource):
+        return "bigbench"
+    if isinstance(source, VaderSource):
+        return "vader"
+    return None
+
+
+def source_origin(source: Source) -> str:
+    """Where a source's rows come from, in a few words: the asset, "generated", "local files" or
+    the hub dataset."""
+    asset = source_asset(source)
+    if asset is not None:
+        return asset
+    if isinstance(source, ArithmeticSource):
+        return "generated"
+    if isinstance(source, HubSource):
+        return f"hub {source.path}"
+    return "local files"
+
+
 # --------------------------------------------------------------------------------------------------
 # Local files
 
