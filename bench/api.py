@@ -100,12 +100,9 @@ def _untrained(model: DefaultModel) -> str:
     unless its data is not fetched, in which case fetching comes first (and says, in one line,
     when the index no longer offers the data: `bench default` would leave the model out)."""
     from bench import assets
-    from bench.errors import AssetError
 
     for name in model.assets:
-        try:
-            assets.asset_dir(name)
-        except AssetError:
+        if not assets.is_fetched(name):
             return (
                 f"default model {model.name!r} is not trained yet and its data asset {name!r} "
                 f"is not fetched; run `bench assets fetch {name}`, then `bench default`"

@@ -216,6 +216,15 @@ def asset_dir(name: str, manifest: list[AssetSpec] | None = None) -> Path:
     return folder
 
 
+def is_fetched(name: str, manifest: list[AssetSpec] | None = None) -> bool:
+    """Whether asset ``name`` is fetched completely (what :func:`asset_dir` needs to answer)."""
+    try:
+        asset_dir(name, manifest)
+    except AssetError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class AssetStatus:
     name: str

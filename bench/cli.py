@@ -159,31 +159,22 @@ def tasks_list(tasks_dir: TasksDirOption = None) -> None:
     """List known tasks (built-in, BENCH_TASKS_PATH, plug-ins): version, domain, inputs, answers,
     and where the data comes from (a pinned asset, marked when it is not fetched yet)."""
     from bench import assets
-    from bench.errors import AssetError
     from bench.tasks import discover_tasks
     from bench.tasks.sources import source_asset, source_origin
 
-    fetched: dict[str, bool] = {}
-
-    def origin(source: Any) -> str:
-        asset = source_asset(source)
-        if asset is None:
-            return source_origin(source)
-        if asset not in fetched:
-            try:
-                assets.asset_dir(asset)
-                fetched[asset] = True
-            except AssetError:
-                fetched[asset] = False
-        return asset if fetched[asset] else f"{asset} (not fetched)"
-
     tasks = discover_tasks(tasks_dir or [])
+    # Each asset checked once, however many tasks read it.
+    needed = {source_asset(item.spec.source) for item in tasks.values()}
+    missing = {name for name in needed if name is not None and not assets.is_fetched(name)}
     rows = []
     for name, item in sorted(tasks.items()):
         spec = item.spec
         inputs = "pair" if spec.is_pair else "text"
         answers = "/".join(spec.labels) if spec.labels else spec.kind.replace("_", " ")
-        rows.append((name, spec, inputs, answers, origin(spec.source)))
+        where = source_origin(spec.source)
+        if source_asset(spec.source) in missing:
+            where += " (not fetched)"
+        rows.append((name, spec, inputs, answers, where))
     width = max((len(r[0]) for r in rows), default=0)
     answers_width = max((len(r[3]) for r in rows), default=0)
     for name, spec, inputs, answers, where in rows:
