@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import urllib.request
@@ -259,42 +258,16 @@ def test_wrong_echoed_logprobs_are_refused_in_one_line(server: str, tmp_path: Pa
     assert_user_error(proc, "echoes wrong prompt logprobs", "generated", "echoed")
 
 
-def _sums(folder: Path) -> Any:
-    """A small generation task of the test's own (sums of two numbers): answers are generated
-    and extracted as in ``arithmetic``, without BIG-bench's asset."""
-    from bench.tasks import get_task, load_task_data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "sums.jsonl").open("w") as fh:
-        for i in range(20):
-            a, b = 3 * i % 17, 5 * i % 13
-            fh.write(json.dumps({"input": f"What is {a} plus {b}?", "target": str(a + b)}) + "\n")
-    (folder / "sums.yaml").write_text(
-        textwrap.dedent(
-            r"""
-            name: sums
-            source: {type: local, path: sums.jsonl}
-            kind: generation
-            inputs: [input]
-            label_column: target
-            prompt:
-              templates: ["Q: {input}\nA:"]
-              answer_pattern: '\d+'
-              max_new_tokens: 8
-              stop: ["\n"]
-            """
-        )
-    )
-    item = get_task(str(folder / "sums.yaml"))
-    return load_task_data(item.spec, item.base_dir)
-
-
 def test_429_and_500_are_retried_and_recorded(server: str, tmp_path: Path) -> None:
     from bench.prompt_runner import PromptRunner
     from bench.specs import ModelSpec, PromptConfig
     from bench.store import ResultStore
+    from bench.tasks import get_task, load_task_data
 
-    data = _sums(tmp_path / "task")
+    # A generation task that needs no asset: the answers are generated, so every request is a
+    # completion the proxy can fail.
+    item = get_task("arithmetic_generated")
+    data = load_task_data(item.spec, item.base_dir)
     for status in (429, 500):
         proxy = _proxy(server, fail=3, status=status)
         try:

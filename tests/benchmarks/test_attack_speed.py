@@ -111,9 +111,10 @@ def test_attack_runner_vs_stock_textattack(
     }
     benchmark.extra_info.update(info)
     print(
-        f"\n{RECIPE} on {n} {task_name} examples ({model}): ours {ours_s:.2f} s, stock {stock_s:.2f} s, stock with "
-        f"dynamic padding {dynamic_s:.2f} s -> ours is {info['speedup_vs_stock']:.1f}x stock and "
-        f"{info['speedup_vs_stock_dynamic']:.2f}x stock-dynamic "
+        f"\n{RECIPE} on {n} {task_name} examples ({model}): ours {ours_s:.2f} s, stock "
+        f"{stock_s:.2f} s, stock with dynamic padding {dynamic_s:.2f} s -> ours is "
+        f"{info['speedup_vs_stock']:.1f}x stock and {info['speedup_vs_stock_dynamic']:.2f}x "
+        "stock-dynamic "
         f"(queries per batched round {result.mean_round:.0f}; {result.model_computed} of "
         f"{result.model_queries} queried texts computed)"
     )

@@ -116,8 +116,8 @@ def test_deepwordbug_on_two_ray_workers_vs_local(
     benchmark.extra_info.update(
         {"local_s": local_s, "ray_s": times[0], "speedup": speedup, "local_cores": cores}
     )
-    print(f"\nDeepWordBug, {limit} {task} examples ({model}): local (2 threads) {local_s:.1f} s using "
-          f"{cores:.2f} cores, Ray 2 workers {times[0]:.1f} s: {speedup:.2f}x")  # fmt: skip
+    print(f"\nDeepWordBug, {limit} {task} examples ({model}): local (2 threads) {local_s:.1f} s "
+          f"using {cores:.2f} cores, Ray 2 workers {times[0]:.1f} s: {speedup:.2f}x")  # fmt: skip
     # The speed-up is reported, not asserted (the aim is 1.6x on 2 cores); the outcomes were
     # asserted identical above.
 
