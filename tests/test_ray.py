@@ -4,6 +4,7 @@ workers, and bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -228,6 +229,114 @@ def _suite(folder: Path) -> Path:
     path = folder / "suite.yaml"
     path.write_text("name: t\nattacks: [{name: deepwordbug, recipe: deepwordbug}]\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    """A Ray cluster started the way a user starts one, ``ray start --head``, on 127.0.0.1, with
+    token authentication and 2 CPUs: its address, its token's file and its session folder."""
+    import secrets
+    import shutil
+    import tempfile
+
+    from served_helpers import free_port
+
+    folder = tmp_path_factory.mktemp("cluster")
+    token = folder / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    temp = Path(tempfile.mkdtemp(prefix="ray"))  # short: its session folder holds Unix sockets
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+               "--port", str(port), "--num-cpus", "2", "--temp-dir", str(temp),
+               "--include-dashboard", "false", "--disable-usage-stats"]  # fmt: skip
+    log = folder / "ray.log"
+    with log.open("w") as out:
+        head = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    try:
+        raylet = temp / "session_latest" / "sockets" / "raylet"
+        deadline = time.monotonic() + 120
+        while not raylet.exists():
+            assert head.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}", token, temp / "session_latest"
+    finally:
+        # Told alone, `ray start --block` drains the node and stops what it started (about 4 s);
+        # whatever is left of its process group after a minute is killed.
+        head.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_cluster_joined_by_address_gives_the_local_rows(
+    cluster: tuple[str, Path, Path], tmp_path: Path, task_path: Path, tiny_model_dir: Path
+) -> None:
+    """The documented way to use a cluster: ``ray start --head``, then ``--ray-address``. Its
+    workers evaluate, prompt and attack; the rows equal the local executor's. A driver without
+    the cluster's token is told what to set, in one line, not Ray's retry chatter."""
+    from lm_helpers import build_tiny_llama
+
+    address, token, session = cluster
+    lm = build_tiny_llama(tmp_path / "lm")
+
+    def bench(db: Path, *extra: str, **env: str | None) -> subprocess.CompletedProcess[str]:
+        args = [sys.executable, "-m", "bench", "run", "--task", str(task_path),
+                "--model", f"tiny={tiny_model_dir}", "--model", f"lm={lm}", "--shots", "0",
+                "--limit", "60", "--suite", str(_suite(tmp_path)), "--attack-limit", "8",
+                "--max-length", "64", "--device", "cpu", "--db", str(db), "--no-progress",
+                *extra]  # fmt: skip
+        merged = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+        return subprocess.run(args, env=merged, capture_output=True, text=True, timeout=600)
+
+    on_cluster = ["--executor", "ray", "--ray-address", address, "--workers", "2"]
+    joined = bench(tmp_path / "ray.sqlite", *on_cluster, RAY_AUTH_MODE="token",
+                   RAY_AUTH_TOKEN_PATH=str(token))  # fmt: skip
+    assert joined.returncode == 0, joined.stderr[-2000:]
+    assert list(session.glob("logs/worker-*")), "no worker ran on the cluster"
+    local = bench(tmp_path / "local.sqlite")
+    assert local.returncode == 0, local.stderr[-2000:]
+    with ResultStore(tmp_path / "ray.sqlite") as a, ResultStore(tmp_path / "local.sqlite") as b:
+        kinds = ["attack", "eval", "prompt"]
+        runs = {r.run_key: r for r in a.runs(kinds=kinds)}
+        assert sorted(runs) == sorted(r.run_key for r in b.runs(kinds=kinds))
+        assert sorted(r.kind for r in runs.values()) == kinds
+        for key, record in runs.items():
+            read = {"eval": ResultStore.predictions, "prompt": ResultStore.prompt_rows,
+                    "attack": ResultStore.attack_rows}[record.kind]  # fmt: skip
+            _same_rows(read(a, key), read(b, key), record.kind)
+            assert record.config.execution["workers"] == 2, record.config.execution
+
+    # Without RAY_AUTH_MODE=token Ray never sends a token to an address it is given; the cluster
+    # turns the driver away, and Ray says why only in a line a second on stderr.
+    started = time.monotonic()
+    refused = bench(tmp_path / "refused.sqlite", *on_cluster, RAY_AUTH_MODE=None)
+    assert_user_error(refused, address, "asks for an authentication token", "RAY_AUTH_MODE=token")
+    assert time.monotonic() - started < 120
+    # Token mode with no token anywhere was a traceback (Ray's AuthenticationError).
+    no_token = bench(tmp_path / "refused.sqlite", *on_cluster, RAY_AUTH_MODE="token",
+                     HOME=str(tmp_path), RAY_AUTH_TOKEN_PATH=str(tmp_path / "absent"))  # fmt: skip
+    assert_user_error(no_token, address, "no authentication token was found")
+
+
+def test_a_refused_token_and_an_unreachable_cluster_read_apart() -> None:
+    """The one line names the cause Ray wrote on stderr: a token turned away is not a network
+    problem. (The cluster test above sees the first case for real; this one the rest.)"""
+    from bench.engine.executors import _unreachable
+
+    failed = ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379")
+    chatter = "W gcs_client.cc:210: Unauthenticated: RPC error: InvalidAuthToken: missing\n" * 3
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "token")
+        assert "refused this machine's authentication token" in _unreachable("h:1", failed, chatter)
+        env.delenv("RAY_AUTH_MODE")
+        assert "set RAY_AUTH_MODE=token" in _unreachable("h:1", failed, chatter)
+    other = _unreachable("h:1", failed, "W rpc_client.h:153: Failed to connect to GCS\n")
+    assert other == "cannot reach the Ray cluster at 'h:1': " + str(failed)
 
 
 def test_bad_executor_input_is_one_line(tmp_path: Path, task_path: Path) -> None:

@@ -397,13 +397,72 @@ def _init_ray(ray: Any, address: str | None, workers: int) -> None:
     if address is None:
         # Room for every worker, and for a later executor of this process with more of them.
         options["num_cpus"] = max(workers, os.cpu_count() or 1)
-    else:
-        options["address"] = address
-    try:
-        ray.init(**options)
-    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
-        where = f"Ray at {address}" if address else "a local Ray instance"
-        raise BenchError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+        try:
+            ray.init(**options)
+        except Exception as exc:  # whatever keeps Ray from starting here is one line
+            raise BenchError(f"cannot start a local Ray instance: {_first_line(exc)}") from None
+        return
+    options["address"] = address
+    with _stderr_to_file() as written:
+        try:
+            ray.init(**options)
+        except Exception as exc:
+            raise BenchError(_unreachable(address, exc, written())) from None
+
+
+# Where a cluster's token is looked for, in Ray's order (the driver's environment or home).
+_TOKEN_PLACES = "RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or ~/.ray/auth_token"
+
+
+def _unreachable(address: str, exc: BaseException, stderr: str) -> str:
+    """Why joining the cluster at ``address`` failed, as one line. A cluster that `ray start`
+    set up with token authentication (Ray's default where a token exists) turns away a driver
+    without the token, but Ray only says so on stderr, once a second for about 15 seconds,
+    before raising "Failed to connect"; Ray never sends a token to an address it was given
+    unless RAY_AUTH_MODE=token says to."""
+    where = f"the Ray cluster at {shown(address, 60)}"
+    token = (
+        f"the cluster's token (`ray get-auth-token` on its head node prints it) in {_TOKEN_PLACES}"
+    )
+    if type(exc).__name__ == "AuthenticationError":  # RAY_AUTH_MODE=token, and no token here
+        return (
+            f"cannot join {where}: RAY_AUTH_MODE=token is set but no authentication token was "
+            f"found; put {token}"
+        )
+    if "InvalidAuthToken" in stderr or "Unauthenticated" in stderr:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            return (
+                f"cannot join {where}: it asks for an authentication token; set "
+                f"RAY_AUTH_MODE=token, with {token}"
+            )
+        return f"cannot join {where}: it refused this machine's authentication token; use {token}"
+    return f"cannot reach {where}: {_first_line(exc)}"
+
+
+@contextlib.contextmanager
+def _stderr_to_file() -> Iterator[Callable[[], str]]:
+    """File descriptor 2 goes to a temporary file while the driver joins a cluster: Ray's C++
+    client writes a line there for every failed attempt (which the one error line replaces),
+    and reading it is the only way to tell a refused token from an unreachable cluster. Only
+    around joining: a local instance's processes, started by ``ray.init``, would inherit it."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as file:
+        os.dup2(file.fileno(), 2)
+        try:
+
+            def written() -> str:
+                file.seek(0)
+                return file.read().decode("utf-8", "replace")
+
+            yield written
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _get(ray: Any, ref: Any) -> Any:
