@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -368,21 +369,58 @@ class _Dispatch(Generic[J]):
             yield worker, job, attempt, ref
 
 
+# A host name (labels of letters, digits, "-" and "_", as container and cluster tools name
+# hosts), an IPv4 address, or an IPv6 address in brackets.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST = re.compile(rf"(?:{_LABEL})(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\]")
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``ray://host:port`` as (host, port), or one error line. Only names the
+    resolver can take (an over-long or empty label made the socket layer raise UnicodeError)
+    and ports 1 to 65535 written in ASCII digits."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if (
+        not _HOST.fullmatch(host)
+        or len(host) > 253
+        or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+    ):
+        raise BenchError(f"--ray-address {shown(address, 60)} is not HOST:PORT")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+# An HTTP/2 client's connection preface and an empty SETTINGS frame (RFC 9113, section 3.4).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def _probe(address: str) -> None:
-    """One TCP connection to a Ray address (``host:port`` or ``ray://host:port``), 3 s at most."""
+    """A Ray address (``host:port`` or ``ray://host:port``) answers, and answers as gRPC, within
+    3 s each. Ray's cluster and client ports speak gRPC, that is HTTP/2, whose servers reply to a
+    client's preface with a SETTINGS frame. Given an address where something else listens (the
+    dashboard's port, 8265, is the usual mix-up), ``ray.init`` waits forever (over 200 s seen,
+    Ray 2.60). With ``RAY_USE_TLS`` on, the ports expect TLS first and only the connection is
+    checked."""
     import socket
 
-    target = address.removeprefix("ray://")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise BenchError(f"--ray-address {shown(address, 60)} is not HOST:PORT")
+    host, port = parse_address(address)
     try:
-        with socket.create_connection((host, int(port)), timeout=3.0):
-            pass
+        with socket.create_connection((host, port), timeout=3.0) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in {"1", "true"}:
+                return
+            sock.sendall(_HTTP2_PREFACE)
+            head = b""
+            with contextlib.suppress(OSError):  # a timeout, or a reset: not gRPC either way
+                while len(head) < 9 and (chunk := sock.recv(9 - len(head))):
+                    head += chunk
     except OSError as exc:
         raise BenchError(
             f"cannot reach Ray at {shown(address, 60)}: {exc.strerror or exc}"
         ) from None
+    if len(head) < 9 or head[3] != 4:  # a frame header's fourth byte is its type; 4: SETTINGS
+        raise BenchError(
+            f"{shown(address, 60)} answers, but not as Ray: give the cluster's own port (the "
+            "one `ray start --head --port` opened, 6379 by default; not the dashboard's, 8265)"
+        )
 
 
 def _init_ray(ray: Any, address: str | None, workers: int) -> None:
