@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -446,6 +447,9 @@ def _init_ray(ray: Any, address: str | None, workers: int) -> None:
             ray.init(**options)
         except Exception as exc:
             raise BenchError(_unreachable(address, exc, written())) from None
+        said = written()
+    if said:  # joined: whatever Ray had to say is shown after all
+        sys.stderr.write(said)
 
 
 # Where a cluster's token is looked for, in Ray's order (the driver's environment or home).
@@ -455,7 +459,7 @@ _TOKEN_PLACES = "RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or ~/.ray/a
 def _unreachable(address: str, exc: BaseException, stderr: str) -> str:
     """Why joining the cluster at ``address`` failed, as one line. A cluster that `ray start`
     set up with token authentication (Ray's default where a token exists) turns away a driver
-    without the token, but Ray only says so on stderr, once a second for about 15 seconds,
+    without the token, but Ray only says so on stderr, once a second for about 20 seconds,
     before raising "Failed to connect"; Ray never sends a token to an address it was given
     unless RAY_AUTH_MODE=token says to."""
     where = f"the Ray cluster at {shown(address, 60)}"
@@ -483,7 +487,6 @@ def _stderr_to_file() -> Iterator[Callable[[], str]]:
     client writes a line there for every failed attempt (which the one error line replaces),
     and reading it is the only way to tell a refused token from an unreachable cluster. Only
     around joining: a local instance's processes, started by ``ray.init``, would inherit it."""
-    import sys
     import tempfile
 
     sys.stderr.flush()
