@@ -257,7 +257,10 @@ WorkersOption = Annotated[
 ]
 RayAddressOption = Annotated[
     str | None,
-    typer.Option(help="With --executor ray: an existing Ray cluster (default: start one here)."),
+    typer.Option(
+        help="With --executor ray: an existing Ray cluster, HOST:PORT or auto (default: "
+        "$RAY_ADDRESS, else start one here)."
+    ),
 ]
 ConfidenceOption = Annotated[
     float, typer.Option(help="Confidence level of the bootstrap intervals.")

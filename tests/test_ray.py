@@ -344,8 +344,9 @@ def test_bad_executor_input_is_one_line(tmp_path: Path, task_path: Path) -> None
     base = [sys.executable, "-m", "bench", "run", "--task", str(task_path), "--model", "x",
             "--db", str(tmp_path / "r.sqlite"), "--no-progress"]  # fmt: skip
 
-    def run(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
+    def run(*extra: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env})  # fmt: skip
 
     assert_user_error(run("--executor", "ray", "--workers", "0"), "--workers")
     assert_user_error(run("--executor", "spark"), "--executor")
@@ -354,6 +355,10 @@ def test_bad_executor_input_is_one_line(tmp_path: Path, task_path: Path) -> None
     unreachable = run("--executor", "ray", "--ray-address", "127.0.0.1:9")
     assert_user_error(unreachable, "127.0.0.1:9")
     assert time.monotonic() - started < 60
+    # Ray's own RAY_ADDRESS is the cluster to join when --ray-address is not given; it made the
+    # embedded instance's ray.init(num_cpus=...) fail ("num_cpus must not be provided").
+    assert_user_error(run("--executor", "ray", RAY_ADDRESS="127.0.0.1:9"), "127.0.0.1:9")
+    assert_user_error(run("--executor", "ray", RAY_ADDRESS="junk"), "RAY_ADDRESS 'junk'")
     # Something else listening there (an HTTP server, as on the dashboard's port): Ray's own
     # ray.init waited on it for over 200 s.
     import http.server

@@ -214,12 +214,17 @@ class RayExecutor:
     def __init__(self, workers: int = 2, address: str | None = None, threads: int = 1) -> None:
         if workers < 1:
             raise BenchError(f"--workers must be at least 1, not {workers}")
+        given = "--ray-address"
+        if address is None and os.environ.get("RAY_ADDRESS", "").strip() not in {"", "local"}:
+            # Ray's own variable: ray.init() would join that cluster anyway (and refuse the
+            # CPU count an embedded instance is started with), so it is joined as if given.
+            address, given = os.environ["RAY_ADDRESS"].strip(), "RAY_ADDRESS"
         self.workers = workers
         self.address = address
         self.threads = threads
         self._actors: list[Any] = []
-        if address is not None:
-            _probe(address)  # an unreachable cluster is refused now, not after planning
+        if address is not None and address != "auto":  # auto: Ray finds this machine's cluster
+            _probe(address, given)  # an unreachable cluster is refused now, not after planning
 
     def close(self) -> None:
         """Stop this executor's workers (their models go with them)."""
@@ -376,17 +381,17 @@ _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST = re.compile(rf"(?:{_LABEL})(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\]")
 
 
-def parse_address(address: str) -> tuple[str, int]:
-    """``host:port`` or ``ray://host:port`` as (host, port), or one error line. Only names the
-    resolver can take (an over-long or empty label made the socket layer raise UnicodeError)
-    and ports 1 to 65535 written in ASCII digits."""
+def parse_address(address: str, given: str = "--ray-address") -> tuple[str, int]:
+    """``host:port`` or ``ray://host:port`` as (host, port), or one error line naming where it
+    was ``given``. Only names the resolver can take (an over-long or empty label made the socket
+    layer raise UnicodeError) and ports 1 to 65535 written in ASCII digits."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if (
         not _HOST.fullmatch(host)
         or len(host) > 253
         or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
     ):
-        raise BenchError(f"--ray-address {shown(address, 60)} is not HOST:PORT")
+        raise BenchError(f"{given} {shown(address, 60)} is not HOST:PORT (or auto)")
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
@@ -394,7 +399,7 @@ def parse_address(address: str) -> tuple[str, int]:
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
-def _probe(address: str) -> None:
+def _probe(address: str, given: str = "--ray-address") -> None:
     """A Ray address (``host:port`` or ``ray://host:port``) answers, and answers as gRPC, within
     3 s each. Ray's cluster and client ports speak gRPC, that is HTTP/2, whose servers reply to a
     client's preface with a SETTINGS frame. Given an address where something else listens (the
@@ -403,7 +408,7 @@ def _probe(address: str) -> None:
     checked."""
     import socket
 
-    host, port = parse_address(address)
+    host, port = parse_address(address, given)
     try:
         with socket.create_connection((host, port), timeout=3.0) as sock:
             if os.environ.get("RAY_USE_TLS", "0").lower() in {"1", "true"}:
