@@ -754,7 +754,7 @@ def test_harness_versions_are_checked() -> None:
 
 @pytest.mark.slow
 def test_the_default_models_leaderboard_round_trips(
-    default_models: dict[str, Path], tmp_path: Path, torch_one_thread: None
+    default_models: dict[str, Path], tmp_path: Path
 ) -> None:
     """The default models' leaderboard (clean, under the typos suite, and the default causal LM
     prompted) through bundles into an empty store: the same cells. The NLI model's part runs
