@@ -62,17 +62,37 @@ def server(q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def f32_server(q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def f32_gguf(q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The same file dequantised to float32: the weights the in-process model computes with."""
     from bench.models.gguf import dequantise_gguf
 
-    folder = tmp_path_factory.mktemp("f32")
-    f32 = dequantise_gguf(q4_gguf, folder / "smollm2-f32.gguf")
-    try:
-        with _serve(f32, "smollm2-f32", folder / "server.log") as url:
-            yield url
-    finally:
-        f32.unlink()  # 540 MB
+    f32 = dequantise_gguf(q4_gguf, tmp_path_factory.mktemp("f32") / "smollm2-f32.gguf")
+    yield f32
+    f32.unlink()  # 540 MB
+
+
+@pytest.fixture(scope="module")
+def f32_server(f32_gguf: Path) -> Iterator[str]:
+    with _serve(f32_gguf, "smollm2-f32", f32_gguf.with_name("server.log")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def both_server(q4_gguf: Path, f32_gguf: Path) -> Iterator[str]:
+    """One server with both files, as llama-cpp-python serves several models (a config file;
+    it loads the one a request names, in place of the last)."""
+    port = free_port()
+    config = f32_gguf.with_name("both.json")
+    models = [
+        {"model": str(path), "model_alias": alias, "n_ctx": 2048, "n_threads": 2,
+         "logits_all": True}
+        for path, alias in ((q4_gguf, "smollm2-q4"), (f32_gguf, "smollm2-f32"))
+    ]  # fmt: skip
+    config.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": models}))
+    command = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    with serving(command, port, config.with_name("both.log"), env, 120) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +312,29 @@ def _run(task: str, model: str, db: Path) -> subprocess.CompletedProcess[str]:
          "--no-progress", "--model", model],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def test_a_server_with_several_models_needs_one_named_and_serves_that_one(
+    server: str, f32_server: str, both_server: str, tmp_path: Path
+) -> None:
+    """``served:URL#MODEL`` against a real server holding two models: without ``#MODEL`` one line
+    naming them; with it, that model's answers (each alias's equal those of a server holding
+    only its file, and the two files answer differently somewhere)."""
+    from bench.specs import ModelSpec
+
+    several = _run("vader_movies", f"served:{both_server}", tmp_path / "r.sqlite")
+    assert_user_error(several, "serves several models", "smollm2-q4", "smollm2-f32", "#MODEL")
+    models = [
+        ModelSpec(name="both-q4", path=f"{both_server}#smollm2-q4", backend="served"),
+        ModelSpec(name="both-f32", path=f"{both_server}#smollm2-f32", backend="served"),
+        ModelSpec(name="q4", path=server, backend="served"),
+        ModelSpec(name="f32", path=f32_server, backend="served"),
+    ]
+    runs = prompt_rows("arithmetic_generated", models, tmp_path / "p.sqlite", [0], limit=30)
+    answers = {name: [r.answer for r in rows] for name, (rows, _) in runs.items()}
+    assert answers["both-q4"] == answers["q4"] and answers["both-f32"] == answers["f32"]
+    # So the name chose the model: the two files differ on 4 of these 30 (measured).
+    assert answers["q4"] != answers["f32"]
 
 
 def test_served_model_bad_input(server: str, tmp_path: Path) -> None:
