@@ -103,3 +103,20 @@ def test_generation_through_vllm_agrees_with_transformers(
     same = sum(a.answer == b.answer for a, b in zip(served, local, strict=True))
     print(f"\n{task}, 40 questions: {same} answers through vLLM equal transformers'")
     assert same >= 38
+
+
+def test_a_vllm_run_is_answered_from_the_store_when_asked_again(
+    vllm_server: str, tmp_path: Path
+) -> None:
+    """vLLM lists each model with a permission object whose id is a fresh UUID and whose
+    ``created`` is the time of the request; in the run key they made every invocation a new run
+    (nothing answered from the store, a killed run never resumed)."""
+    import bench
+
+    def ask() -> Any:
+        return bench.prompt([f"v=served:{vllm_server}"], ["arithmetic_generated"], shots=[0],
+                            templates=[1], db=tmp_path / "r.sqlite", limit=5)  # fmt: skip
+
+    first, again = ask(), ask()
+    assert first.computed == 5 and again.computed == 0
+    assert [r.run_key for r in again.records] == [r.run_key for r in first.records]

@@ -387,6 +387,13 @@ class ServedBackend:
         return ServedLM(url, str(entry.get("id")), settings.max_length or 2048)
 
 
+# What a /v1/models entry says that is not about the model: when the listing was made
+# (``created``: a restart's time on llama.cpp, each request's on vLLM) and access permissions
+# (vLLM lists a fresh permission object, with a random id and the request's time, every time).
+_VOLATILE = frozenset({"created", "permission", "permissions"})
+
+
 def _plain(entry: dict[str, Any]) -> Any:
-    """The model entry with volatile fields dropped (a restart changes ``created``)."""
-    return json.loads(json.dumps({k: v for k, v in entry.items() if k != "created"}, default=str))
+    """The model entry without its volatile fields, as plain JSON values."""
+    plain = {k: v for k, v in entry.items() if k not in _VOLATILE}
+    return json.loads(json.dumps(plain, default=str))
