@@ -337,6 +337,53 @@ def test_a_server_with_several_models_needs_one_named_and_serves_that_one(
     assert answers["q4"] != answers["f32"]
 
 
+def test_a_served_model_on_ray_workers_gives_the_local_rows(server: str, tmp_path: Path) -> None:
+    """Ray workers send the requests. The prompts are chat messages, pickled to the workers, and
+    they failed to unpickle there (a str subclass is rebuilt from its text, which was read as
+    messages), so every shard failed. The rows now equal the local executor's."""
+    pytest.importorskip("ray")
+    import pickle
+
+    import ray
+
+    from bench.backends.served import ChatPrompt
+    from bench.engine import Engine
+    from bench.engine.executors import LocalExecutor, RayExecutor
+    from bench.prompt_runner import PromptRunner
+    from bench.specs import ModelSpec, PromptConfig
+    from bench.store import ResultStore
+    from bench.tasks import get_task, load_task_data
+
+    messages = [{"role": "user", "content": "What is 2 plus 2?"}]
+    assert pickle.loads(pickle.dumps(ChatPrompt(messages))).messages == messages
+    item = get_task("arithmetic_generated")
+    data = load_task_data(item.spec, item.base_dir)
+    spec = ModelSpec(name="q4", path=server, backend="served")
+
+    def rows(executor: Any, db: Path) -> tuple[list[Any], Any]:
+        with ResultStore(db) as store:
+            engine = Engine(store, progress=False, executor=executor)
+            runner = PromptRunner(store, PromptConfig(device="cpu", limit=12), progress=False,
+                                  engine=engine)  # fmt: skip
+            (planned,) = runner.plan(data, [0], [0])
+            record = runner.run_one(spec, planned).record
+            return store.prompt_rows(record.run_key), record
+
+    executor = RayExecutor(workers=2)
+    try:
+        remote, record = rows(executor, tmp_path / "ray.sqlite")
+    finally:
+        executor.close()
+        ray.shutdown()
+    local, _ = rows(LocalExecutor(), tmp_path / "local.sqlite")
+    assert len(local) == 12 and isinstance(local[0].prompt, str)
+    assert [(r.idx, r.prompt, r.output, r.answer) for r in remote] == [
+        (r.idx, r.prompt, r.output, r.answer) for r in local
+    ]
+    assert record.config.execution["executor"] == "ray"
+    assert record.config.execution["workers"] == 2
+
+
 def test_served_model_bad_input(server: str, tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
     started = time.monotonic()

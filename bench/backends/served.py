@@ -206,6 +206,11 @@ class ChatPrompt(str):
         prompt.messages = [dict(m) for m in messages]
         return prompt
 
+    def __reduce__(self) -> tuple[type[ChatPrompt], tuple[list[dict[str, str]]]]:
+        # Pickled as its messages: a str subclass is otherwise rebuilt from its text, which
+        # __new__ would read as messages (a run's prompts are pickled to Ray workers).
+        return ChatPrompt, (self.messages,)
+
 
 class ServedLM:
     """A ``LanguageModel`` over HTTP."""
