@@ -90,6 +90,12 @@ def test_onnx_models_run_through_the_cli_and_are_refused_where_they_cannot_serve
     prefix = bench("run", "--task", str(task), "--model", f"f=onnx:{exported['fp32']}")
     assert prefix.returncode == 0, prefix.stderr[-2000:]
     assert "| q " in flag.stdout and "| f " in prefix.stdout
+    # Attacked through the CLI, quietly: TextAttack warned once per attack that it could not
+    # tell the class of a model without a torch module.
+    attacked = bench("attack", "--task", str(task), "--model", f"f=onnx:{exported['fp32']}",
+                     "--suite", "typos", "--limit", "4", "--max-length", "32")  # fmt: skip
+    assert attacked.returncode == 0, attacked.stderr[-2000:]
+    assert "Unknown if model" not in attacked.stderr, attacked.stderr[-2000:]
     with ResultStore(db) as store:
         assert {r.backend for r in store.runs()} == {"onnx"}
     causal = bench("run", "--task", str(task), "--model", f"onnx:{exported['fp32']}",
