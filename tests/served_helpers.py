@@ -60,10 +60,18 @@ def serving(
 
 
 def prompt_rows(
-    task: str, models: Sequence[Any], db: Path, shots: Sequence[int] | None, **options: Any
+    task: str,
+    models: Sequence[Any],
+    db: Path,
+    shots: Sequence[int] | None,
+    executor: Any = None,
+    **options: Any,
 ) -> dict[str, tuple[list[Any], float]]:
     """One prompt run of ``task`` (``shots``, its first template) for each of ``models`` (model
-    specs), on the same prompts: each model's stored rows and seconds, by model name."""
+    specs), on the same prompts, with ``executor`` (default: local): each model's stored rows
+    and seconds, by model name."""
+    from bench.engine import Engine
+    from bench.engine.executors import LocalExecutor
     from bench.prompt_runner import PromptRunner
     from bench.specs import PromptConfig
     from bench.store import ResultStore
@@ -73,7 +81,9 @@ def prompt_rows(
     data = load_task_data(item.spec, item.base_dir)
     out: dict[str, tuple[list[Any], float]] = {}
     with ResultStore(db) as store:
-        runner = PromptRunner(store, PromptConfig(device="cpu", **options), progress=False)
+        engine = Engine(store, progress=False, executor=executor or LocalExecutor())
+        runner = PromptRunner(store, PromptConfig(device="cpu", **options), progress=False,
+                              engine=engine)  # fmt: skip
         (planned,) = runner.plan(data, shots, [0])
         for spec in models:
             started = time.perf_counter()

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,21 @@ pytestmark = pytest.mark.slow
 
 
 @contextlib.contextmanager
-def _serve(gguf: Path, alias: str, log: Path) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server on ``gguf``; yields its /v1 URL. Two threads:
-    the test waits while the server computes (on one thread the agreement test took 115 s, on
-    two 89 s, with the same answers and the same divergence gaps)."""
+def _serve(models: Sequence[tuple[Path, str]], log: Path) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on the (GGUF file, alias) ``models``, its
+    settings in a config file beside ``log``; yields its /v1 URL. With several models it loads
+    the one a request names, in place of the last. Two threads: the test waits while the server
+    computes (on one thread the agreement test took 115 s, on two 89 s, with the same answers
+    and the same divergence gaps)."""
     port = free_port()
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "2",
-        "--model_alias", alias,
+    settings = [
+        {"model": str(gguf), "model_alias": alias, "n_ctx": 2048, "n_threads": 2,
+         "logits_all": True}
+        for gguf, alias in models
     ]  # fmt: skip
+    config = log.with_suffix(".json")
+    config.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": settings}))
+    command = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
     with serving(command, port, log, {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, 120) as url:
         yield url
 
@@ -57,7 +62,7 @@ def q4_gguf() -> Path:
 @pytest.fixture(scope="module")
 def server(q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The pinned SmolLM2 asset as it is, Q4_1."""
-    with _serve(q4_gguf, "smollm2-q4", tmp_path_factory.mktemp("q4") / "server.log") as url:
+    with _serve([(q4_gguf, "smollm2-q4")], tmp_path_factory.mktemp("q4") / "server.log") as url:
         yield url
 
 
@@ -73,25 +78,15 @@ def f32_gguf(q4_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="module")
 def f32_server(f32_gguf: Path) -> Iterator[str]:
-    with _serve(f32_gguf, "smollm2-f32", f32_gguf.with_name("server.log")) as url:
+    with _serve([(f32_gguf, "smollm2-f32")], f32_gguf.with_name("server.log")) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def both_server(q4_gguf: Path, f32_gguf: Path) -> Iterator[str]:
-    """One server with both files, as llama-cpp-python serves several models (a config file;
-    it loads the one a request names, in place of the last)."""
-    port = free_port()
-    config = f32_gguf.with_name("both.json")
-    models = [
-        {"model": str(path), "model_alias": alias, "n_ctx": 2048, "n_threads": 2,
-         "logits_all": True}
-        for path, alias in ((q4_gguf, "smollm2-q4"), (f32_gguf, "smollm2-f32"))
-    ]  # fmt: skip
-    config.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": models}))
-    command = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    with serving(command, port, config.with_name("both.log"), env, 120) as url:
+    """One server with both files."""
+    models = [(q4_gguf, "smollm2-q4"), (f32_gguf, "smollm2-f32")]
+    with _serve(models, f32_gguf.with_name("both.log")) as url:
         yield url
 
 
@@ -347,39 +342,28 @@ def test_a_served_model_on_ray_workers_gives_the_local_rows(server: str, tmp_pat
     import ray
 
     from bench.backends.served import ChatPrompt
-    from bench.engine import Engine
-    from bench.engine.executors import LocalExecutor, RayExecutor
-    from bench.prompt_runner import PromptRunner
-    from bench.specs import ModelSpec, PromptConfig
+    from bench.engine.executors import RayExecutor
+    from bench.specs import ModelSpec
     from bench.store import ResultStore
-    from bench.tasks import get_task, load_task_data
 
     messages = [{"role": "user", "content": "What is 2 plus 2?"}]
     assert pickle.loads(pickle.dumps(ChatPrompt(messages))).messages == messages
-    item = get_task("arithmetic_generated")
-    data = load_task_data(item.spec, item.base_dir)
-    spec = ModelSpec(name="q4", path=server, backend="served")
-
-    def rows(executor: Any, db: Path) -> tuple[list[Any], Any]:
-        with ResultStore(db) as store:
-            engine = Engine(store, progress=False, executor=executor)
-            runner = PromptRunner(store, PromptConfig(device="cpu", limit=12), progress=False,
-                                  engine=engine)  # fmt: skip
-            (planned,) = runner.plan(data, [0], [0])
-            record = runner.run_one(spec, planned).record
-            return store.prompt_rows(record.run_key), record
-
+    spec = [ModelSpec(name="q4", path=server, backend="served")]
     executor = RayExecutor(workers=2)
     try:
-        remote, record = rows(executor, tmp_path / "ray.sqlite")
+        remote = prompt_rows("arithmetic_generated", spec, tmp_path / "ray.sqlite", [0],
+                             executor=executor, limit=12)["q4"][0]  # fmt: skip
     finally:
         executor.close()
         ray.shutdown()
-    local, _ = rows(LocalExecutor(), tmp_path / "local.sqlite")
-    assert len(local) == 12 and isinstance(local[0].prompt, str)
+    local = prompt_rows("arithmetic_generated", spec, tmp_path / "local.sqlite", [0], limit=12)
+    local_rows = local["q4"][0]
+    assert len(local_rows) == 12 and isinstance(local_rows[0].prompt, str)
     assert [(r.idx, r.prompt, r.output, r.answer) for r in remote] == [
-        (r.idx, r.prompt, r.output, r.answer) for r in local
+        (r.idx, r.prompt, r.output, r.answer) for r in local_rows
     ]
+    with ResultStore(tmp_path / "ray.sqlite") as store:
+        (record,) = store.runs(kinds=["prompt"])
     assert record.config.execution["executor"] == "ray"
     assert record.config.execution["workers"] == 2
 
