@@ -224,6 +224,7 @@ class RayExecutor:
         self.threads = threads
         self._actors: list[Any] = []
         if address is not None and address != "auto":  # auto: Ray finds this machine's cluster
+            _check_client(address, given)
             _probe(address, given)  # an unreachable cluster is refused now, not after planning
 
     def close(self) -> None:
@@ -393,6 +394,20 @@ def parse_address(address: str, given: str = "--ray-address") -> tuple[str, int]
     ):
         raise BenchError(f"{given} {shown(address, 60)} is not HOST:PORT (or auto)")
     return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _check_client(address: str, given: str) -> None:
+    """A ``ray://`` address is Ray Client's, which needs ``grpc`` (the ``ray[client]`` extra,
+    which this package's ``ray`` extra does not pull: Ray deprecates Ray Client). Without it Ray
+    says so only after the probe, as if the cluster could not be reached."""
+    import importlib.util
+
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        raise BenchError(
+            f"{given} {shown(address, 60)} is a Ray Client address, which needs "
+            '`pip install "ray[client]"` on this machine; or run on a machine of the cluster '
+            "and give the head's HOST:PORT"
+        )
 
 
 # An HTTP/2 client's connection preface and an empty SETTINGS frame (RFC 9113, section 3.4).
