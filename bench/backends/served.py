@@ -19,6 +19,7 @@ model id and what it reports about it (``/v1/models``), never the URL alone.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -129,6 +130,8 @@ class ServedClient:
             except requests.Timeout:
                 self.counters.retried("timeout")
                 last = "timed out"
+                if self.counters.retries["timeout"] == 1 and attempt < RETRIES:
+                    self._warn_slow(path, attempt)
                 continue
             except requests.ConnectionError as exc:
                 if attempt == 0 and self.counters.requests == 1:
@@ -168,6 +171,18 @@ class ServedClient:
                     f"served model at {self.url}{path} answered with something that is not JSON"
                 ) from None
         raise ModelError(f"served model at {self.url}{path}: {last} after {RETRIES} retries")
+
+    def _warn_slow(self, path: str, attempt: int) -> None:
+        """Once per client: a server that accepts connections and then says nothing would
+        otherwise leave the command silent through every retry (over 3 minutes at the first
+        contact's 30 s timeout)."""
+        left = RETRIES - attempt
+        most = left * self.timeout + sum(BACKOFF_S * 2**a for a in range(attempt, RETRIES))
+        sys.stderr.write(
+            f"warning: served model at {self.url}{path} has not answered in "
+            f"{self.timeout:g} s; retrying {left} more time(s), at most {most:.0f} s more\n"
+        )
+        sys.stderr.flush()
 
 
 def _reason(exc: BaseException) -> str:
