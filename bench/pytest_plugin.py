@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from bench.errors import BenchError
     from bench.gate import GateResult
 
 
@@ -90,10 +91,17 @@ class GateCheckItem(pytest.Item):
             raise GateFailure(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        from bench.errors import BenchError
+
         if isinstance(excinfo.value, GateFailure):
             from bench.gate.report import markdown
 
             return markdown(excinfo.value.result)
+        if isinstance(excinfo.value, BenchError):
+            # Bad input (no such store, runs that are not stored or cannot be paired) is the
+            # one line the command line prints, not pytest's own frames around the call (about
+            # a thousand lines per check).
+            return f"error: {excinfo.value}"
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:
@@ -107,20 +115,37 @@ class GateFailure(Exception):
 
 
 class GateHolder:
-    """Runs the gate once for all of its check items."""
+    """Runs the gate once for all of its check items: its result, or the error it ended in.
+
+    The gate runs when its first check runs, not at collection: tests earlier in the session
+    may write the runs it reads, ``--bench-gate-run`` may compute for an hour (work that belongs
+    in the test phase, never in ``--collect-only``), and the user's other tests still run and
+    report. So an error cannot be a usage error at collection; every check fails with its one
+    line instead, and the error is kept, so the gate (and ``--bench-gate-run``'s work) is not
+    redone for each check only to fail the same way.
+    """
 
     def __init__(self, config: pytest.Config, path: str) -> None:
         self.config = config
         self.path = path
         self._result: GateResult | None = None
+        self._error: BenchError | None = None
 
     def result(self) -> GateResult:
+        from bench.errors import BenchError
+
+        if self._error is not None:
+            raise self._error
         if self._result is None:
-            self._result = _gate(
-                self.path,
-                db=self.config.getoption("--bench-db"),
-                run=bool(self.config.getoption("--bench-gate-run")),
-            )
+            try:
+                self._result = _gate(
+                    self.path,
+                    db=self.config.getoption("--bench-db"),
+                    run=bool(self.config.getoption("--bench-gate-run")),
+                )
+            except BenchError as exc:
+                self._error = exc
+                raise
         return self._result
 
 
@@ -137,6 +162,9 @@ class GateFile(pytest.File):
             spec = load_gate(Path(self.holder.path))
         except BenchError as exc:
             raise pytest.UsageError(str(exc)) from None
+        if spec.baseline is None or spec.candidate is None:
+            # Known from the config alone: refused before any test runs, as a bad config is.
+            raise pytest.UsageError(f"gate {self.holder.path}: name the baseline and candidate")
         for i, check in enumerate(spec.checks):
             yield GateCheckItem.from_parent(self, name=check.label, index=i, holder=self.holder)
 

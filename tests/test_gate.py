@@ -292,6 +292,55 @@ def test_pytest_plugin_fails_a_users_test_with_the_table(
     run.assert_outcomes(passed=1)
 
 
+def test_pytest_plugin_reports_a_gate_error_once_in_one_line(pytester: pytest.Pytester) -> None:
+    """A gate that cannot be computed (here: no such store) fails each of its checks with the
+    command line's one error line, not pytest's traceback of its own frames, and is computed
+    once for all of them."""
+    gate = pytester.path / "gate.yaml"
+    gate.write_text(
+        "baseline: a\ncandidate: b\nchecks:\n  - {task: t1}\n  - {task: t1, metric: macro_f1}\n"
+        "  - {task: t2}\n"
+    )
+    # Counts the gate's attempts to open the store, in the pytest process under test.
+    pytester.makeconftest(
+        """
+        import bench.store
+
+        opened = []
+        real = bench.store.open_store
+
+        def counting(*args, **kwargs):
+            opened.append(args)
+            return real(*args, **kwargs)
+
+        bench.store.open_store = counting
+
+        def pytest_sessionfinish(session):
+            with open("opened.txt", "w") as fh:
+                fh.write(str(len(opened)))
+        """
+    )
+    run = pytester.runpytest_subprocess(
+        "--bench-gate", str(gate), "--bench-db", "nope.sqlite", "-p", "no:cacheprovider"
+    )
+    run.assert_outcomes(failed=3)
+    out = run.stdout.str()
+    line = "error: results database nope.sqlite does not exist"
+    failures = out.split(" FAILURES ", 1)[1].split(" short test summary", 1)[0]
+    # Each check's report is its header and the one error line.
+    lines = [s for s in failures.splitlines() if s.strip("=_ ") and not s.startswith("_")]
+    assert lines == [line] * 3, failures
+    assert "Traceback" not in out and "CallInfo" not in out and len(out.splitlines()) < 40
+    assert (pytester.path / "opened.txt").read_text() == "1"
+    # A config without the two models is refused before any test runs.
+    gate.write_text("baseline: a\nchecks: [{task: t1}]\n")
+    run = pytester.runpytest_subprocess(
+        "--bench-gate", str(gate), "--bench-db", "nope.sqlite", "-p", "no:cacheprovider"
+    )
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    assert "name the baseline and candidate" in run.stderr.str()
+
+
 # ------------------------------------------------------------------------------------------------
 # Real runs of tiny models: robustness and prompted checks, and --run
 
