@@ -11,6 +11,7 @@ import torch
 from bench.errors import ModelError
 from bench.models.batching import (
     OOMBackoff,
+    backoff_for,
     is_oom,
     length_sorted_batches,
     padding_aware_batches,
@@ -107,6 +108,23 @@ def test_backoff_halves_until_it_fits_and_keeps_the_smaller_size() -> None:
     calls.clear()
     backoff.run(_fails_above(3, calls), [20, 21, 22])
     assert calls == [[20, 21], [22]]
+
+
+def test_a_later_call_inherits_an_out_of_memory_shrink_but_not_a_small_request() -> None:
+    # A model asked once for batch size 1 ran every later call one example at a time.
+    small = backoff_for(None, 1)
+    later = backoff_for(small, 32)
+    assert (small.batch_size, later.batch_size, later.oom_cap) == (1, 32, None)
+    assert backoff_for(later, 32) is later  # same size asked: the same back-off
+    # Memory ran out at 32 and 16: the cap of 8 holds for every later call, however large.
+    later.run(_fails_above(8, []), list(range(32)))
+    assert (later.batch_size, later.oom_cap) == (8, 8)
+    assert backoff_for(later, 64).batch_size == 8
+    calls: list[list[int]] = []
+    after = backoff_for(later, 4)
+    after.run(_fails_above(8, calls), list(range(6)))
+    assert after.batch_size == 4 and calls == [[0, 1, 2, 3], [4, 5]]
+    assert backoff_for(after, 64).batch_size == 8
 
 
 def test_one_shot_helper_reports_the_size_that_worked() -> None:

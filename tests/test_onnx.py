@@ -135,6 +135,26 @@ def test_an_onnx_folder_without_a_model_is_refused(
 
 
 @pytest.mark.slow
+def test_an_int8_export_scores_each_example_alone_whatever_its_batch(
+    exported: dict[str, Path],
+) -> None:
+    from bench.backends.onnx import ONNXClassifier
+
+    int8, fp32 = ONNXClassifier(exported["int8"]), ONNXClassifier(exported["fp32"])
+    assert int8.one_at_a_time and not fp32.one_at_a_time
+    alone = np.concatenate([int8.classify([pair], 1) for pair in PAIRS])
+    # Batched (padded, and longest first), padding-aware (attack queries) and in another order:
+    # the logits of each example alone, to the bit.
+    np.testing.assert_array_equal(int8.classify(PAIRS, 4), alone)
+    np.testing.assert_array_equal(int8.classify(PAIRS, 3), alone)
+    np.testing.assert_array_equal(int8.classify_padding_aware(PAIRS, 4), alone)
+    np.testing.assert_array_equal(int8.classify(PAIRS[::-1], 2)[::-1], alone)
+    # Why: the graph quantises activations with the whole batch's range, padding included, so
+    # fed a padded batch it gives each example other logits.
+    int8.one_at_a_time = False
+    assert not np.array_equal(int8.classify(PAIRS, 4), alone)
+
+
 def test_default_sentiment_model_exported_agrees_on_the_vader_test_splits_and_is_attacked(
     default_models: dict[str, Path], tmp_path: Path
 ) -> None:

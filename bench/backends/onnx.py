@@ -55,6 +55,21 @@ def _folder(path: str) -> Path:
     return folder
 
 
+# Operators that quantise an activation with a scale taken from the tensor at run time.
+_DYNAMIC_QUANTISERS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul"})
+
+
+def _quantises_at_run_time(graph_file: Path) -> bool:
+    """Whether the graph quantises activations dynamically (what ``--quantize int8`` writes)."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(graph_file), load_external_data=False).graph
+    except Exception:  # unreadable here: ONNX Runtime's own load says why, in one line
+        return False
+    return any(node.op_type in _DYNAMIC_QUANTISERS for node in graph.node)
+
+
 def _identity_files(folder: Path) -> list[Path]:
     names = {MODEL_FILE, "config.json", *TOKENIZER_FILES}
     return sorted((p for p in folder.iterdir() if p.is_file() and p.name in names), key=str)
@@ -99,6 +114,13 @@ class ONNXClassifier(TokenizedClassifier):
         self.max_length = limited_length(max_length, self.tokenizer)
         self._device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
         self._backoff = None
+        # Dynamic int8 quantisation scales each MatMul's input by the min and max of the whole
+        # tensor: every example of the batch, and its padding. Batched, an example's logits
+        # moved with its neighbours (probabilities by up to 0.1, and predictions flipped), so a
+        # row depended on the batch size, on Ray's shards, on an attack's query batches and on
+        # a validator's rescore sample, all under one run key. Such a graph sees one example at
+        # a time, unpadded, and a row depends on its text alone.
+        self.one_at_a_time = _quantises_at_run_time(folder / MODEL_FILE)
 
     @property
     def labels(self) -> list[str]:
@@ -110,8 +132,28 @@ class ONNXClassifier(TokenizedClassifier):
 
     def _forward(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         feed = {k: v for k, v in arrays.items() if k in self._inputs}
+        if self.one_at_a_time:
+            return np.concatenate([self._run(one) for one in _unpadded_rows(feed)], axis=0)
+        return self._run(feed)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         (logits,) = self.session.run(["logits"], feed)
         return np.asarray(logits, dtype=np.float32)
+
+
+def _unpadded_rows(feed: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Each example of a padded batch as a batch of one without its padding (the positions its
+    attention mask leaves out, on either side)."""
+    mask = feed.get("attention_mask")
+    rows = []
+    for i in range(len(next(iter(feed.values())))):
+        keep = np.flatnonzero(mask[i]) if mask is not None else None
+        if keep is None or len(keep) == 0:
+            rows.append({k: v[i : i + 1] for k, v in feed.items()})
+            continue
+        start, stop = int(keep[0]), int(keep[-1]) + 1
+        rows.append({k: v[i : i + 1, start:stop] for k, v in feed.items()})
+    return rows
 
 
 @register_backend("onnx")
@@ -138,8 +180,10 @@ class ONNXBackend:
 
     def key_settings(self, settings: LoadSettings) -> dict[str, Any]:
         self._check_dtype(settings)
-        # The precision is fixed at export (and part of the folder's hash).
-        return {"dtype": "export", "runtime": "onnxruntime"}
+        # The precision is fixed at export (and part of the folder's hash). "rows": dynamically
+        # quantised graphs run one example at a time (ONNXClassifier); runs stored before that
+        # depended on their batches, and are not answered from the store under this key.
+        return {"dtype": "export", "runtime": "onnxruntime", "rows": "quantised-unbatched"}
 
     @staticmethod
     def _check_dtype(settings: LoadSettings) -> None:

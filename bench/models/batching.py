@@ -98,6 +98,8 @@ class OOMBackoff:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.on_shrink = on_shrink
+        # The size memory ran out above (None while it has not): what later calls inherit.
+        self.oom_cap: int | None = None
 
     def run(self, fn: Callable[[list[int]], T], indices: Sequence[int]) -> list[T]:
         """``fn`` over consecutive chunks of ``indices``; returns the chunk results in order."""
@@ -116,6 +118,7 @@ class OOMBackoff:
                         "dtype or run on a device with more memory"
                     ) from exc
                 old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
+                self.oom_cap = self.batch_size
             else:
                 pos += len(chunk)
                 continue
@@ -125,6 +128,22 @@ class OOMBackoff:
             if self.on_shrink is not None:
                 self.on_shrink(old, self.batch_size)
         return results
+
+
+def backoff_for(current: OOMBackoff | None, batch_size: int) -> OOMBackoff:
+    """The back-off for a call that asks for ``batch_size``, after ``current`` (a model's
+    previous one). A size that running out of memory forced carries over, since the device is
+    as full now; a smaller size a previous call merely asked for does not. (It used to: after a
+    call at batch size 1, every later batch of that model ran one example at a time, so its
+    chunks, and for low-precision or dynamically quantised models its numbers, depended on
+    what the process had run before.)"""
+    cap = current.oom_cap if current is not None else None
+    size = batch_size if cap is None else min(batch_size, cap)
+    if current is not None and current.batch_size == size:
+        return current
+    fresh = OOMBackoff(size)
+    fresh.oom_cap = cap
+    return fresh
 
 
 def run_with_oom_backoff(

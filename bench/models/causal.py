@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.errors import ModelError
 from bench.hub import ensure_hub_model
-from bench.models.batching import OOMBackoff, length_sorted_batches
+from bench.models.batching import OOMBackoff, backoff_for, length_sorted_batches
 from bench.models.hf_loading import (
     check_local_folder,
     hub_options,
@@ -302,8 +302,7 @@ class CausalLM:
             n_ctx.append(len(ctx))
         results: list[tuple[float, bool, int]] = [(0.0, True, 0)] * len(requests)
         todo = [i for i in range(len(requests)) if n_cont[i] > 0]
-        if self._backoff is None or self._backoff.batch_size > batch_size:
-            self._backoff = OOMBackoff(batch_size)
+        self._backoff = backoff_for(self._backoff, batch_size)
 
         groups: list[_Group] = []
         alone = todo
@@ -514,8 +513,7 @@ class CausalLM:
         pad = self.tokenizer.pad_token_id
         pad_id = int(pad if pad is not None else (eos if eos is not None else 0))
         plan = length_sorted_batches([len(p) for p in prompts], batch_size)
-        if self._backoff is None or self._backoff.batch_size > batch_size:
-            self._backoff = OOMBackoff(batch_size)
+        self._backoff = backoff_for(self._backoff, batch_size)
         out = [""] * len(requests)
 
         def run(chunk: list[int]) -> list[str]:

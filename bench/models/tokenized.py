@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.models.batching import OOMBackoff, length_sorted_batches, padding_aware_batches
+from bench.models.batching import (
+    OOMBackoff,
+    backoff_for,
+    length_sorted_batches,
+    padding_aware_batches,
+)
 
 # Lengths are measured in chunks so a large split never holds all its token ids at once.
 _LENGTH_CHUNK = 2048
@@ -107,8 +112,7 @@ class TokenizedClassifier:
         return self._forward(arrays)
 
     def _fresh_backoff(self, batch_size: int) -> OOMBackoff:
-        if self._backoff is None or self._backoff.batch_size > batch_size:
-            self._backoff = OOMBackoff(batch_size)
+        self._backoff = backoff_for(self._backoff, batch_size)
         return self._backoff
 
     def predict_batches(
