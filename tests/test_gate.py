@@ -22,8 +22,11 @@ LABELS = ["negative", "positive"]
 N = 400
 
 
-def _task(folder: Path, n: int = N, name: str = "gated", cluster: bool = False) -> Path:
-    """A one-file evaluation set: every row in the test split; 40 passages of 10 questions."""
+def _task(
+    folder: Path, n: int = N, name: str = "gated", cluster: bool = False, dev: bool = False
+) -> Path:
+    """A one-file evaluation set: every row in the test split (or, with ``dev``, half of them in
+    a dev split); 40 passages of 10 questions."""
     rng = random.Random(4)
     with (folder / f"{name}.jsonl").open("w") as fh:
         for i in range(n):
@@ -33,7 +36,9 @@ def _task(folder: Path, n: int = N, name: str = "gated", cluster: bool = False) 
     path = folder / f"{name}.yaml"
     path.write_text(
         f"name: {name}\nsource: {{type: local, path: {name}.jsonl}}\ninputs: [text]\n"
-        f"labels: [negative, positive]\n" + ("cluster_by: passage\n" if cluster else "")
+        f"labels: [negative, positive]\n"
+        + ("cluster_by: passage\n" if cluster else "")
+        + ("splits: {fractions: {dev: 0.5, test: 0.5}}\n" if dev else "")
     )
     return path
 
@@ -46,22 +51,29 @@ def _load(path: Path) -> TaskData:
 
 
 def store_run(
-    store: ResultStore, data: TaskData, model: str, correct: np.ndarray, max_length: int = 256
+    store: ResultStore,
+    data: TaskData,
+    model: str,
+    correct: np.ndarray,
+    max_length: int = 256,
+    split: str = "test",
+    limit: int | None = None,
 ) -> str:
     """An evaluation run of a model that is right exactly on ``correct`` (written through the
-    store like any run, so the gate reads it as it reads real ones)."""
-    examples = data.split("test")
-    config = EvalRunConfig(split="test", max_length=max_length, dtype="float32")
+    store like any run, so the gate reads it as it reads real ones); with ``limit``, on the
+    split's first ``limit`` examples."""
+    examples = data.split(split)[:limit]
+    config = EvalRunConfig(split=split, max_length=max_length, dtype="float32", limit=limit)
     key = run_key({"model": model, "task": data.data_hash, "config": config.to_json()})
     record = RunRecord(
         run_key=key, kind="eval", task=data.spec.name, task_version="1",
         task_hash=data.data_hash, model=model, model_path=f"/models/{model}", model_hash=model,
-        config=config, split="test", n_examples=len(examples), label_names=LABELS,
+        config=config, split=split, n_examples=len(examples), label_names=LABELS,
         label_mapping={}, seed=0, harness_version="t", versions={},
     )  # fmt: skip
     store.begin_run(record)
     rows = []
-    for ex, ok in zip(examples, correct, strict=True):
+    for ex, ok in zip(examples, correct[: len(examples)], strict=True):
         pred = ex.label if ok else 1 - ex.label
         probs = [0.9, 0.1] if pred == 0 else [0.1, 0.9]
         rows.append(PredictionRow(ex.idx, ex.uid, ex.label, pred, probs, probs))
@@ -186,8 +198,46 @@ def test_seed_families_are_bootstrapped_over_seeds(tmp_path: Path) -> None:
         for s in range(3):
             store_run(store, data, f"base#s{s}", rng.random(N) < 0.8)
             store_run(store, data, f"cand#s{s}", rng.random(N) < 0.8)
+        # A newer run of one seed on a smaller sample does not shrink the family's comparison.
+        store_run(store, data, "cand#s1", rng.random(N) < 0.8, limit=30)
         check = run_gate(store, GateSpec(checks=[{"task": str(task)}]), "base", "cand").checks[0]
     assert check.seeds == (3, 3) and len(check.baseline_runs) == 3
+    assert check.difference.n == N and check.unpaired == 0
+
+
+def test_the_newest_pairable_runs_are_gated_not_each_models_newest_run(tmp_path: Path) -> None:
+    # A candidate rerun on another split or sample must not hide the pair that can be gated.
+    from bench.errors import BenchError
+    from bench.gate import GateSpec, run_gate
+
+    task = _task(tmp_path, n=200, dev=True)
+    data = _load(task)
+    right = np.random.default_rng(11).random(200) < 0.8
+    n_test, n_dev = len(data.split("test")), len(data.split("dev"))
+    assert n_test > 40 and n_dev > 40
+    spec = GateSpec(checks=[{"task": str(task)}], margin=0.05)
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        base_test = store_run(store, data, "base", right)
+        cand_test = store_run(store, data, "cand", right)
+        cand_dev = store_run(store, data, "cand", right, split="dev")  # newer, another split
+        store_run(store, data, "cand", right, limit=30)  # newest, another sample of the split
+        check = run_gate(store, spec, "base", "cand").checks[0]
+        assert (check.baseline_runs, check.candidate_runs) == ((base_test,), (cand_test,))
+        assert check.difference.n == n_test
+        # Pairable pairs on two splits: the gate's split (test unless it says otherwise) wins
+        # over the newer pair on dev.
+        base_dev = store_run(store, data, "base", right, split="dev")
+        check = run_gate(store, spec, "base", "cand").checks[0]
+        assert check.candidate_runs == (cand_test,)
+        dev_spec = spec.model_copy(update={"split": "dev"})
+        check = run_gate(store, dev_spec, "base", "cand").checks[0]
+        assert (check.baseline_runs, check.candidate_runs) == ((base_dev,), (cand_dev,))
+        assert check.difference.n == n_dev
+        # No pair at all: the newest runs' problem is reported.
+        store_run(store, data, "odd", right, split="dev", limit=20)
+        store_run(store, data, "odd", right, limit=20)
+        with pytest.raises(BenchError, match=r"cannot be paired: setting limit differs"):
+            run_gate(store, spec, "base", "odd")
 
 
 def test_gate_refusals_are_one_line(gated: dict[str, Any], tmp_path: Path) -> None:

@@ -113,17 +113,71 @@ def _matches(record: RunRecord, check: CheckSpec, task: str, column: str) -> boo
     return record.column == column
 
 
-def find_runs(store: ResultStore, model: str, check: CheckSpec, task: str) -> list[RunRecord]:
-    """The model's newest complete run for the check, or one per seed when the model is a
-    family of seeds (runs stored under ``model#s0``, ``model#s1``, ...)."""
+def _stamp(record: RunRecord) -> tuple[float, float]:
+    """When a run was stored, for "newest" (as the store's latest-run queries order them)."""
+    return (record.finished_at or record.created_at, record.created_at)
+
+
+def find_runs(
+    store: ResultStore, model: str, check: CheckSpec, task: str
+) -> list[tuple[RunRecord, ...]]:
+    """Every complete run the model has for the check, newest first, each as a tuple: one run,
+    or, when the model is a family of seeds (runs stored under ``model#s0``, ``model#s1``, ...),
+    one run per seed, all with the same protocol settings."""
     kind, column = _kind_and_column(check)
-    records = store.latest_complete(kinds=(kind,))
-    exact = [r for r in records if r.model == model and _matches(r, check, task, column)]
+
+    def runs_of(name: str) -> list[RunRecord]:
+        found = store.runs(kinds=(kind,), model=name, task=task)
+        return sorted((r for r in found if _matches(r, check, task, column)), key=_stamp,
+                      reverse=True)  # fmt: skip
+
+    exact = runs_of(model)
     if exact:
-        return exact[-1:]
+        return [(r,) for r in exact]
     pattern = re.compile(re.escape(model) + r"#s\d+")
-    seeds = [r for r in records if pattern.fullmatch(r.model) and _matches(r, check, task, column)]
-    return sorted(seeds, key=lambda r: r.model)
+    names = {r.model for r in store.latest_complete(kinds=(kind,)) if pattern.fullmatch(r.model)}
+    members = [runs_of(name) for name in sorted(names)]
+    members = [m for m in members if m]
+    # A family's runs at one protocol setting: each seed's newest run that pairs with an anchor
+    # run, for every anchor from the newest down (a seed rerun at other settings must not hide
+    # the family's complete set at the gate's settings).
+    options: list[tuple[RunRecord, ...]] = []
+    seen: set[tuple[str, ...]] = set()
+    for anchor in sorted((r for m in members for r in m), key=_stamp, reverse=True):
+        picked = [next((r for r in m if pairing_problem(anchor, r) is None), None) for m in members]
+        if any(r is None for r in picked):
+            continue
+        option = tuple(r for r in picked if r is not None)
+        keys = tuple(r.run_key for r in option)
+        if keys not in seen:
+            seen.add(keys)
+            options.append(option)
+    return options
+
+
+def choose_pair(
+    base: Sequence[tuple[RunRecord, ...]], cand: Sequence[tuple[RunRecord, ...]], split: str
+) -> tuple[tuple[RunRecord, ...], tuple[RunRecord, ...], str | None]:
+    """The runs to gate: of every baseline option against every candidate option, the newest
+    pair that can be paired, preferring pairs on ``split``; when none can, the pair that would
+    have come first, with the reason it cannot be paired."""
+
+    def newest(option: tuple[RunRecord, ...]) -> tuple[float, float]:
+        return max(_stamp(r) for r in option)
+
+    def rank(pair: tuple[tuple[RunRecord, ...], tuple[RunRecord, ...]]) -> tuple[Any, ...]:
+        b, c = pair
+        on_split = b[0].split == split and c[0].split == split
+        stamps = sorted((newest(b), newest(c)), reverse=True)
+        return (on_split, *stamps)
+
+    pairs = sorted(((b, c) for b in base for c in cand), key=rank, reverse=True)
+    for b, c in pairs:
+        # The runs of a seed family share their settings, so the first of each stands for all.
+        if pairing_problem(b[0], c[0]) is None:
+            return b, c, None
+    b, c = pairs[0]
+    return b, c, pairing_problem(b[0], c[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,16 +287,18 @@ def evaluate_check(
         task = get_task(check.task, tasks_dir).spec.name
     except BenchError as exc:
         raise BenchError(f"check {check.label}: {exc}") from None
-    base_runs = find_runs(store, baseline, check, task)
-    cand_runs = find_runs(store, candidate, check, task)
-    for name, runs in ((baseline, base_runs), (candidate, cand_runs)):
-        if not runs:
+    base_options = find_runs(store, baseline, check, task)
+    cand_options = find_runs(store, candidate, check, task)
+    for name, options in ((baseline, base_options), (candidate, cand_options)):
+        if not options:
             raise BenchError(
                 f"no stored run of {name!r} for check {check.label}; run it first or pass --run"
             )
-    problem = pairing_problem(base_runs[0], cand_runs[0])
+    base_runs, cand_runs, problem = choose_pair(base_options, cand_options, spec.split)
     if problem is not None:
-        raise BenchError(f"check {check.label}: runs cannot be paired: {problem}")
+        tried = len(base_options) * len(cand_options)
+        also = f" (nor can any of the {tried} pairs of their stored runs)" if tried > 1 else ""
+        raise BenchError(f"check {check.label}: runs cannot be paired: {problem}{also}")
     clusters = _clusters(check.task, tasks_dir, base_runs[0].task_hash)
     base_vals = [_values(store, r, check.metric) for r in base_runs]
     cand_vals = [_values(store, r, check.metric) for r in cand_runs]

@@ -65,7 +65,10 @@ def ensure_runs(
         for model in models:
             if stored[model.name]:
                 continue
-            other = next((runs[-1] for runs in stored.values() if runs), None)
+            # The other model's newest run, on the gate's split if it has one there.
+            options = next((o for o in stored.values() if o), [])
+            preferred = [o for o in options if o[0].split == spec.split] or options
+            other = preferred[0][0] if preferred else None
             settings = _settings(other, spec)
             results = _compute(api, store.path, model, check, settings, tasks_dir, progress)
             computed += sum(0 if o.cached else 1 for o in results.outcomes)

@@ -92,7 +92,8 @@ class GateSpec(Spec):
     # Multiplicity: Holm (family-wise) for blocking checks, Benjamini-Hochberg for advisory ones.
     correction: Literal["holm", "bh", "none"] = "holm"
     advisory_correction: Literal["holm", "bh", "none"] = "bh"
-    # With --run: the settings missing runs are computed with (those of stored runs otherwise).
+    # The split whose runs are gated when both models have pairable runs on several; with --run,
+    # the settings missing runs are computed with (those of stored runs otherwise).
     split: Role = "test"
     limit: int | None = Field(default=None, ge=1)
     checks: list[CheckSpec] = Field(min_length=1, max_length=500)
