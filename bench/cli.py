@@ -1520,11 +1520,13 @@ def import_bundles(
 
     _check_bundle_args(rescore, seed, device)
     from bench.paths import check_output_file
-    from bench.store import default_db_path
+    from bench.store import DEFAULT_DB, default_db_path
 
     # A store path that cannot be written is refused before the work; the store itself is
     # opened (created, migrated) only once every bundle is valid, so a refusal writes nothing.
-    check_output_file(db if db is not None else default_db_path(), "--db")
+    # The store creates the default store's folder (results/), and no other.
+    target = db if db is not None else default_db_path()
+    check_output_file(target, "--db", creates_folders=target in (default_db_path(), DEFAULT_DB))
     reports = []
     problems: list[str] = []
     for path in bundles:

@@ -2,9 +2,10 @@
 second, not after an hour of evaluation (the results would be in the store, but the user would
 have to find out why nothing was written and run again).
 
-The checks look at what exists: the path itself, and the nearest existing folder above it, which
-must accept a new file (tried with a temporary file, so read-only mounts, permissions and
-pseudo-filesystems all answer truthfully, even for root). Nothing is created but that probe.
+The checks look at what exists: the path itself, and its folder, which must exist (unless the
+writer creates it; then the nearest existing folder above) and accept a new file (tried with a
+temporary file, so read-only mounts, permissions and pseudo-filesystems all answer truthfully,
+even for root). Nothing is created but that probe.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ def _check_writable_folder(folder: Path, option: str, path: Path) -> None:
         ) from None
 
 
-def check_output_file(path: Path, option: str) -> Path:
-    """``path`` if a file can be written there; a one-line BenchError naming ``option`` if not."""
+def check_output_file(path: Path, option: str, *, creates_folders: bool = False) -> Path:
+    """``path`` if a file can be written there; a one-line BenchError naming ``option`` if not.
+
+    The file's folder must exist: writing a file does not create folders, so a missing one
+    would only fail once the work was done. ``creates_folders`` is for the writers that do
+    create them (the default results store's folder); then the nearest existing folder above
+    must accept them."""
     if path.is_dir():
         raise BenchError(f"{option} {path} is a directory; give a file name")
     if path.exists():
@@ -56,7 +62,12 @@ def check_output_file(path: Path, option: str) -> Path:
             # A FIFO would block the write; /dev/null and /dev/stdout are fine.
             raise BenchError(f"{option} {path} is not a regular file")
         return path
-    _check_writable_folder(_nearest_existing(path.parent), option, path)
+    nearest = _nearest_existing(path.parent)
+    # A file above is the better answer than a missing folder (a_file/x.md: a_file is the
+    # mistake), and a missing folder than the read-only root a missing tree ends at.
+    if nearest.is_dir() and nearest != path.parent.absolute() and not creates_folders:
+        raise BenchError(f"{option} {path}: folder {path.parent} does not exist (create it first)")
+    _check_writable_folder(nearest, option, path)
     return path
 
 

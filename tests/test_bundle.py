@@ -660,9 +660,29 @@ def test_submit_validate_and_import_refuse_in_one_line(world: World, tmp_path: P
         (["export", "model-index", "--db", db], "--model M"),
         (["export", "lm-eval", "-m", "tiny", "--bundle", str(world.bundles["tiny"])], "--model M"),
     ]
+    # A file in a folder that does not exist: named before the bundle is built or validated
+    # (writing a file creates no folders, so it would fail only once the work was done).
+    missing = tmp_path / "no_folder"
+    cases += [
+        (
+            ["submit", "-m", "tiny", "--db", db, "--out", str(missing / "x.zip"),
+             "--tasks-dir", tasks],
+            f"--out {missing / 'x.zip'}: folder {missing} does not exist",
+        ),
+        (
+            ["export", "model-index", "-m", "tiny", "--db", db, "-o", str(missing / "x.yaml"),
+             "--tasks-dir", tasks],
+            f"--out {missing / 'x.yaml'}: folder {missing} does not exist",
+        ),
+        (
+            ["import", str(world.bundles["tiny"]), "--db", str(missing / "b.sqlite"),
+             "--tasks-dir", tasks],
+            f"--db {missing / 'b.sqlite'}: folder {missing} does not exist",
+        ),
+    ]  # fmt: skip
     for argv, needle in cases:
         assert_one_line_error(run_cli(argv, {"HF_HUB_OFFLINE": "1"}), [needle])
-    assert not (tmp_path / "x.zip").exists()
+    assert not (tmp_path / "x.zip").exists() and not missing.exists()
     # An invalid bundle among valid ones: nothing is imported.
     bad = tmp_path / "bad.zip"
     bad.write_bytes(world.bundles["tiny"].read_bytes()[:-100])
@@ -672,6 +692,18 @@ def test_submit_validate_and_import_refuse_in_one_line(world: World, tmp_path: P
     )
     assert_one_line_error(result, ["bad.zip: bad.zip is not a readable zip file"])
     assert not target.exists()  # refused before the store was even created
+
+
+def test_import_still_creates_the_default_stores_folder(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store makes the folder of the default store (results/), so --db's up-front check
+    lets that one through; any other store's folder must exist (above)."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["import", str(world.bundles["tiny"]), "--tasks-dir", str(world.tasks)]
+    result = run_cli(argv, {"HF_HUB_OFFLINE": "1", "BENCH_DB": ""})
+    assert result.exit_code == 0, result.describe()
+    assert (tmp_path / "results" / "bench.sqlite").is_file()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -195,6 +195,12 @@ def test_run_commands_refuse_bad_input_in_one_line(store: dict[str, Path], tmp_p
     assert_user_error(
         _bench("export", "rows", "--db", db, "--model", "base", "--out", str(tmp_path)), "--out"
     )
+    # A file in a missing folder: named up front, not after the rows were gathered.
+    missing = tmp_path / "no_folder"
+    assert_user_error(
+        _bench("export", "rows", "--db", db, "--model", "base", "--out", str(missing / "x.csv")),
+        f"--out {missing / 'x.csv'}: folder {missing} does not exist",
+    )
     assert_user_error(
         _bench("export", "rows", "--db", db, "--model", "base", "--out", str(tmp_path / "x"),
                "-f", "xlsx"),

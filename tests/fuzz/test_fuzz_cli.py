@@ -131,6 +131,9 @@ BAD += [
     ("leaderboard", ("--output", "/proc/x.md"), "/proc/x.md"),
     ("leaderboard", ("--plot", "{dir}/a_folder"), "a_folder"),
     ("leaderboard", ("--plot", "/proc/x.png"), "/proc/x.png"),
+    # A file is written into an existing folder only: a missing one is named up front.
+    ("leaderboard", ("--output", "{dir}/no_folder/x.md"), "no_folder does not exist"),
+    ("leaderboard", ("--plot", "{dir}/no/such/x.png"), "no/such does not exist"),
     ("leaderboard", ("--db", "{dir}/missing.sqlite"), "missing.sqlite"),
     ("tasks show", ("--examples", "-1"), "--examples"),
     ("tasks show", ("--examples", "many"), "--examples"),

@@ -76,6 +76,16 @@ GATE_CASES = [
     Case("gate_is_folder", GATE, {**STORE, "gate.yaml": folder}, mentions=("gate.yaml",)),
     Case("gate_missing", GATE, STORE, mentions=("gate.yaml",)),
     gate("valid_but_no_runs", BASE + "checks: [{task: vader_movies}]\n"),
+    # An output file in a missing folder is refused before the gate runs, not after its table.
+    *(
+        Case(
+            f"{option[2:]}_in_missing_folder",
+            (*GATE, option, "{dir}/no_folder/gate.out"),
+            {**STORE, "gate.yaml": BASE + "checks: [{task: vader_movies}]\n"},
+            mentions=("no_folder does not exist",),
+        )
+        for option in ("--json", "--junit")
+    ),
 ]
 
 
