@@ -680,6 +680,18 @@ def test_submit_validate_and_import_refuse_in_one_line(world: World, tmp_path: P
             f"--db {missing / 'b.sqlite'}: folder {missing} does not exist",
         ),
     ]  # fmt: skip
+    # A task or suite named that the model has no runs of: refused, not a bundle without it.
+    out = ["--db", db, "--out", str(tmp_path / "x.zip"), "--tasks-dir", tasks]
+    cases += [
+        (["submit", "-m", "tiny", *out, "--suite", "quick"], "of model 'tiny' under suite 'quick' in"),
+        (["submit", "-m", "tiny", *out, "-t", "bundle_nli", "-s", "typos", "-s", "quick"],
+         "under suite 'quick' on bundle_nli"),
+        (["submit", "-m", "lm", *out, "-s", "typos"], "of model 'lm' under suite 'typos'"),
+        (["submit", "-m", "tiny", *out, "-t", "bundle_nli", "-t", "vader_nyt"],
+         "of model 'tiny' on task 'vader_nyt'"),
+        (["export", "lm-eval", "-m", "tiny", "--db", db, "--tasks-dir", tasks, "-s", "quick"],
+         "under suite 'quick'"),
+    ]  # fmt: skip
     for argv, needle in cases:
         assert_one_line_error(run_cli(argv, {"HF_HUB_OFFLINE": "1"}), [needle])
     assert not (tmp_path / "x.zip").exists() and not missing.exists()

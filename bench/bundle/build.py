@@ -56,7 +56,10 @@ def select_runs(
 ) -> list[RunRecord]:
     """The newest complete runs of ``model`` (a stored name) on ``tasks`` (names; all when
     None): clean evaluations, prompt sets and their template runs, and suites (``suites``:
-    names; all when None) with their attack runs. Summaries bring their members."""
+    names; all when None) with their attack runs. Summaries bring their members.
+
+    A task or suite named that has none of these runs is refused (a bundle without what was
+    asked for would look like a complete answer); no runs at all is the caller's to say."""
     latest = store.latest_complete(kinds=("eval", "prompt_set", "suite"), model=model)
     chosen = [
         r
@@ -64,6 +67,21 @@ def select_runs(
         if (tasks is None or r.task in tasks)
         and (r.kind != "suite" or suites is None or r.column in suites)
     ]
+    if chosen:
+        on = f" on {listing(sorted(set(tasks)), 4)}" if tasks is not None else ""
+        for task in tasks or []:
+            if not any(r.task == task for r in chosen):
+                raise BenchError(
+                    f"no completed runs of model {shown(model, 60)} on task {shown(task, 40)} "
+                    f"in {store.path}; run them first, or leave the task out"
+                )
+        for suite in suites or []:
+            if not any(r.kind == "suite" and r.column == suite for r in chosen):
+                raise BenchError(
+                    f"no completed runs of model {shown(model, 60)} under suite "
+                    f"{shown(suite, 40)}{on} in {store.path}; run them first (bench run "
+                    "--suite), or leave the suite out"
+                )
     out: dict[str, RunRecord] = {}
     for record in chosen:
         out[record.run_key] = record
