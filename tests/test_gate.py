@@ -240,6 +240,40 @@ def test_the_newest_pairable_runs_are_gated_not_each_models_newest_run(tmp_path:
             run_gate(store, spec, "base", "odd")
 
 
+def _four_checks(folder: Path) -> tuple[ResultStore, list[dict[str, str]]]:
+    """Four tasks of 80 examples; "cand" is 3 examples (0.0375) worse than "base" on the first
+    and identical on the others."""
+    base = np.ones(80, dtype=bool)
+    base[-16:] = False
+    worse = base.copy()
+    worse[:3] = False
+    store = ResultStore(folder / "r.sqlite")
+    checks = []
+    for i in range(4):
+        task = _task(folder, n=80, name=f"t{i}")
+        data = _load(task)
+        store_run(store, data, "base", base)
+        store_run(store, data, "cand", worse if i == 0 else base)
+        checks.append({"task": str(task)})
+    return store, checks
+
+
+def test_what_would_decide_a_check_uses_its_corrected_level(tmp_path: Path) -> None:
+    from bench.gate import GateSpec, run_gate
+    from bench.gate.stats import decide_n
+
+    store, checks = _four_checks(tmp_path)
+    with store:
+        spec = GateSpec(checks=checks, alpha=0.2, margin=0.0)
+        first = run_gate(store, spec, "base", "cand").checks[0]
+    # The 80 % CI lies wholly below the margin, yet Holm across the four checks leaves it
+    # inconclusive: it decides at p < 0.2 / 4, which takes more than these 80 examples.
+    assert first.ci[1] < 0 and first.p_fail < 0.2 <= first.p_fail_adjusted
+    assert first.verdict == "inconclusive"
+    assert first.n_to_decide == decide_n(first.difference, 0.0, 0.2, 0.05)[1]
+    assert first.n_to_decide is not None and first.n_to_decide > 80
+
+
 def test_gate_refusals_are_one_line(gated: dict[str, Any], tmp_path: Path) -> None:
     db, task = str(gated["db"]), str(gated["task"])
     # Different prediction settings: the runs cannot be paired.

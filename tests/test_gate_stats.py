@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.gate.stats import adjust, decide_n, paired_difference, verdict
+from bench.gate.stats import (
+    Difference,
+    adjust,
+    corrected_level,
+    decide_n,
+    paired_difference,
+    verdict,
+)
 
 ALPHA = 0.05
 
@@ -119,3 +126,62 @@ def test_what_would_decide_an_inconclusive_check() -> None:
     assert mde > 0 and (n is None or n > 0)
     if verdict(d.p_pass(), d.p_fail(), ALPHA) == "inconclusive":
         assert n is not None and n > 200
+
+
+def _difference(diff: float, low: float, high: float, n: int) -> Difference:
+    return Difference(baseline=0.8, candidate=0.8 + diff, diff=diff, low=low, high=high,
+                      se=(high - low) / 3.92, n=n, n_clusters=n, n_boot=2000, below=0.0,
+                      above=0.0)  # fmt: skip
+
+
+def test_examples_to_decide_by_hand() -> None:
+    # 80 % CI [-0.0625, -0.0125] wholly below margin 0, but Holm over 4 checks asks each for
+    # p < 0.2 / 4: the half-width toward the margin, 0.025, grows by z(0.975) / z(0.9) =
+    # 1.95996 / 1.28155 to 0.038234, and 80 * (0.038234 / 0.0375)^2 = 83.16 examples do not
+    # quite decide it.
+    d = _difference(-0.0375, -0.0625, -0.0125, n=80)
+    level = corrected_level(0.2, 4, "holm")
+    assert level == pytest.approx(0.05)
+    assert decide_n(d, 0.0, 0.2, level)[1] == 84
+    # Unadjusted this CI has decided already; whatever the formula, more than n.
+    assert decide_n(d, 0.0, 0.2)[1] == 81
+    # A bound exactly on the margin does not decide: 60 examples are not enough, 61 may be.
+    assert decide_n(_difference(0.0, -0.05, 0.05, n=60), 0.05, 0.05)[1] == 61
+    # Heading for a pass, the lower half counts: 60 * (0.05 / 0.03)^2 = 166.7.
+    assert decide_n(_difference(0.0, -0.05, 0.08, n=60), 0.03, 0.05)[1] == 167
+    assert decide_n(_difference(-0.03, -0.08, 0.02, n=60), 0.03, 0.05)[1] is None
+
+
+def test_corrected_level_is_enough_whatever_the_other_checks() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(500):
+        k = int(rng.integers(1, 8))
+        p = rng.random(k) ** 3
+        for method in ("holm", "bh", "none"):
+            level = corrected_level(0.05, k, method)  # type: ignore[arg-type]
+            adjusted = adjust(list(p), method)  # type: ignore[arg-type]
+            assert all(a < 0.05 for a, raw in zip(adjusted, p, strict=True) if raw < level)
+    assert corrected_level(0.05, 4, "bh") == corrected_level(0.05, 4, "holm") == 0.0125
+    assert corrected_level(0.05, 4, "none") == 0.05
+
+
+def test_examples_to_decide_against_the_bootstrap() -> None:
+    # 100 examples, 10 the baseline alone gets right and 4 the candidate alone: 6 points worse,
+    # margin 0.02, inconclusive. The same examples repeated t times keep the point estimate;
+    # the bootstrap decides them near the predicted size, at the corrected level and without.
+    base = np.array([1.0] * 10 + [0.0] * 4 + [1.0] * 70 + [0.0] * 16)
+    cand = np.array([0.0] * 10 + [1.0] * 4 + [1.0] * 70 + [0.0] * 16)
+    margin = 0.02
+    d = paired_difference(base, cand, margin=margin, n_boot=4000, alpha=ALPHA)
+    assert verdict(d.p_pass(), d.p_fail(), ALPHA) == "inconclusive"
+    for level in (ALPHA, corrected_level(ALPHA, 4, "holm")):
+        needed = decide_n(d, margin, ALPHA, level)[1]
+        assert needed is not None
+        decided = {}
+        for t in (int(0.7 * needed / 100), -(-int(1.3 * needed) // 100)):
+            assert t >= 2
+            dt = paired_difference(np.tile(base, t), np.tile(cand, t), margin=margin,
+                                   n_boot=4000, seed=t, alpha=ALPHA)  # fmt: skip
+            decided[t * 100] = verdict(dt.p_pass(), dt.p_fail(), level)
+        print(f"\nlevel {level:g}: ~{needed} would decide; verdicts by size {decided}")
+        assert list(decided.values()) == ["inconclusive", "fail"]

@@ -18,7 +18,15 @@ import numpy as np
 from bench.compare import pairing_problem
 from bench.errors import BenchError
 from bench.gate.spec import CheckSpec, GateSpec
-from bench.gate.stats import Difference, Verdict, adjust, decide_n, paired_difference, verdict
+from bench.gate.stats import (
+    Difference,
+    Verdict,
+    adjust,
+    corrected_level,
+    decide_n,
+    paired_difference,
+    verdict,
+)
 from bench.records import RunRecord
 from bench.store import ResultStore
 
@@ -361,16 +369,20 @@ def run_gate(
     ]
     result = GateResult(spec, baseline, candidate)
     adjusted: dict[int, tuple[float, float]] = {}
+    levels: dict[int, float] = {}
     for blocking, method in ((True, spec.correction), (False, spec.advisory_correction)):
         members = [i for i, (c, _, _) in enumerate(evaluated) if c.blocking is blocking]
         p_pass = adjust([evaluated[i][1].p_pass() for i in members], method)
         p_fail = adjust([evaluated[i][1].p_fail() for i in members], method)
         for j, i in enumerate(members):
             adjusted[i] = (p_pass[j], p_fail[j])
+            levels[i] = corrected_level(spec.alpha, len(members), method)
     for i, (check, diff, extra) in enumerate(evaluated):
         margin = spec.margin_of(check)
         pp, pf = adjusted[i]
-        mde, n_needed = decide_n(diff, margin, spec.alpha)
+        # What would decide the check is judged at its corrected level: the verdict is.
+        mde, n_needed = decide_n(diff, margin, spec.alpha, levels[i])
+        decided = verdict(pp, pf, spec.alpha)
         result.checks.append(
             CheckResult(
                 check=check,
@@ -380,10 +392,10 @@ def run_gate(
                 p_fail=diff.p_fail(),
                 p_pass_adjusted=pp,
                 p_fail_adjusted=pf,
-                verdict=verdict(pp, pf, spec.alpha),
+                verdict=decided,
                 p_mcnemar=extra["p_mcnemar"],
                 mde=mde,
-                n_to_decide=n_needed,
+                n_to_decide=n_needed if decided == "inconclusive" else None,
                 unpaired=extra["unpaired"],
                 seeds=extra["seeds"],
                 baseline_runs=extra["baseline_runs"],

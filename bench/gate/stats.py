@@ -221,17 +221,37 @@ def adjust(p_values: Sequence[float], method: Correction) -> list[float]:
     return [float(x) for x in out]
 
 
-def decide_n(d: Difference, margin: float, alpha: float) -> tuple[float, int | None]:
-    """(the minimum detectable difference from -margin at this n, with 80 % power; the n at
-    which an inconclusive check would decide if the point estimate held, or None when it sits
-    on the margin)."""
-    z = _z(1.0 - alpha / 2.0)
+def corrected_level(alpha: float, checks: int, method: Correction) -> float:
+    """The level a check's own p-value must be under for its adjusted p-value to be under
+    ``alpha`` whatever the other checks' p-values: ``alpha / checks`` for Holm and for
+    Benjamini-Hochberg (both adjust a p-value by at most the number of checks corrected
+    together: the Bonferroni bound), ``alpha`` uncorrected."""
+    return alpha if method == "none" else alpha / max(1, checks)
+
+
+def decide_n(
+    d: Difference, margin: float, alpha: float, level: float | None = None
+) -> tuple[float, int | None]:
+    """(the minimum detectable difference from -margin at this n, with 80 % power; the number
+    of examples at which an inconclusive check would decide if the point estimate held, or None
+    when it sits on the margin).
+
+    ``alpha`` is the level of ``d``'s CI; ``level`` the level the check's p-value must clear
+    (after correction across checks: ``corrected_level``), ``alpha`` when not given. The CI's
+    half-width on the side that faces ``-margin``, rescaled from ``alpha`` to ``level`` and
+    shrinking as 1/sqrt(n), must fall strictly short of the distance from the point estimate
+    to ``-margin`` (a bound exactly on it does not decide); the check is undecided at ``n``, so
+    the answer is never below ``n + 1``.
+    """
+    level = alpha if level is None else level
+    z_ci, z = _z(1.0 - alpha / 2.0), _z(1.0 - level / 2.0)
     mde = (z + _z(0.8)) * d.se
-    distance = abs(d.diff + margin)
-    half = max(d.high - d.diff, d.diff - d.low)
-    if distance <= 1e-12 or half <= 0:
+    gap = d.diff + margin  # above 0: heading for a pass; below: for a fail
+    half = d.diff - d.low if gap > 0 else d.high - d.diff
+    if abs(gap) <= 1e-12 or half <= 0:
         return mde, None
-    return mde, math.ceil(d.n * (half / distance) ** 2)
+    needed = d.n * (half * z / z_ci / abs(gap)) ** 2
+    return mde, max(d.n + 1, math.floor(needed) + 1)
 
 
 def _z(q: float) -> float:
