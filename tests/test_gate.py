@@ -274,6 +274,61 @@ def test_what_would_decide_a_check_uses_its_corrected_level(tmp_path: Path) -> N
     assert first.n_to_decide is not None and first.n_to_decide > 80
 
 
+def test_the_footer_states_the_verdict_rule_after_adjustment(tmp_path: Path) -> None:
+    from bench.gate import GateSpec, run_gate
+    from bench.gate.report import markdown
+
+    store, checks = _four_checks(tmp_path)
+    with store:
+        holm = run_gate(store, GateSpec(checks=checks, alpha=0.2), "base", "cand")
+        plain = run_gate(store, GateSpec(checks=checks, alpha=0.2, correction="none"), "base",
+                         "cand")  # fmt: skip
+    text = markdown(holm)
+    assert text.startswith("## Gate: cand vs base — FAILED\n")  # not "Gate gate"
+    footer = text.rstrip().splitlines()[-1]
+    # The first check's CI is wholly below the margin and it is inconclusive: the footer says
+    # why (the verdict is by adjusted p-values), not that a CI beyond the margin fails.
+    assert holm.checks[0].ci[1] < 0 and holm.checks[0].verdict == "inconclusive"
+    assert 'adjusted p-value against "within the margin" is below 0.2' in footer
+    assert "a CI wholly beyond the margin can still be inconclusive" in footer
+    assert footer.endswith("p-values are Holm-adjusted across the 4 blocking checks.")
+    assert "fails when its better end is beyond it" not in footer
+    # Unadjusted, the verdict is the CI's: the same check fails.
+    assert plain.checks[0].verdict == "fail"
+    plain_footer = markdown(plain).rstrip().splitlines()[-1]
+    assert plain_footer.endswith(
+        "p-values are not adjusted across the 4 blocking checks (correction: none)."
+    )
+    assert "none-adjusted" not in plain_footer and "advisory" not in plain_footer
+
+
+def test_delta_is_signed_so_that_negative_is_worse_for_every_metric(
+    gated: dict[str, Any], tmp_path: Path
+) -> None:
+    xml_path = tmp_path / "gate.xml"
+    proc = _gate(gated, "worse", "--metric", "accuracy", "--metric", "ece", "--format", "json",
+                 "--junit", str(xml_path))  # fmt: skip
+    out = json.loads(proc.stdout)
+    acc, ece = out["checks"]
+    # Worse calibration: ECE went up. diff/low/high stay candidate - baseline in ECE's units;
+    # improvement is the same negated, negative because worse, and what meets the margin.
+    assert ece["lower_is_better"] and ece["candidate"] > ece["baseline"]
+    assert ece["diff"] == pytest.approx(ece["candidate"] - ece["baseline"]) and ece["diff"] > 0
+    assert (ece["improvement"], ece["improvement_low"], ece["improvement_high"]) == (
+        pytest.approx(-ece["diff"]), pytest.approx(-ece["high"]), pytest.approx(-ece["low"]))  # fmt: skip
+    assert ece["verdict"] == "fail" and ece["improvement_high"] < -0.02
+    assert (acc["improvement"], acc["improvement_low"]) == (acc["diff"], acc["low"])
+    # The models are in the settings also when they came from the command line.
+    assert (out["settings"]["baseline"], out["settings"]["candidate"]) == ("base", "worse")
+    # The table and the JUnit message show the signed difference, labelled.
+    md = _gate(gated, "worse", "--metric", "accuracy", "--metric", "ece").stdout
+    (row,) = [line for line in md.splitlines() if line.startswith("| gated ece")]
+    shown = f"{ece['improvement']:+.4f} [{ece['improvement_low']:+.4f}, "
+    assert shown in row and "lower is better: Δ = baseline − candidate" in row
+    assert "a negative Δ is always worse" in md
+    assert f"base - worse (lower is better) = {ece['improvement']:+.4f}" in xml_path.read_text()
+
+
 def test_gate_refusals_are_one_line(gated: dict[str, Any], tmp_path: Path) -> None:
     db, task = str(gated["db"]), str(gated["task"])
     # Different prediction settings: the runs cannot be paired.

@@ -37,7 +37,9 @@ LOWER_IS_BETTER = frozenset({"ece", "brier"})
 @dataclass(frozen=True)
 class CheckResult:
     """One check's outcome: the two models' values, ``candidate - baseline`` with its CI (in
-    the metric's own units), the p-values and the verdict."""
+    the metric's own units: ``diff``, ``ci``), the same signed so that positive is better
+    (``improvement``, ``improvement_ci``: negated for lower-is-better metrics; what the verdict
+    compares with ``-margin``), the p-values and the verdict."""
 
     check: CheckSpec
     margin: float
@@ -65,6 +67,15 @@ class CheckResult:
     def ci(self) -> tuple[float, float]:
         d = self.difference
         return (-d.high, -d.low) if self.lower_is_better else (d.low, d.high)
+
+    @property
+    def improvement(self) -> float:
+        """The difference signed so that positive is better (``diff``, negated for ECE/Brier)."""
+        return self.difference.diff
+
+    @property
+    def improvement_ci(self) -> tuple[float, float]:
+        return (self.difference.low, self.difference.high)
 
     @property
     def baseline(self) -> float:

@@ -34,19 +34,49 @@ def _decide(c: CheckResult) -> str:
     return f"~{c.n_to_decide:,} examples would decide"
 
 
+_METHOD = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def _adjustments(result: GateResult) -> str:
+    """How the p-values shown were adjusted, per kind of check that the gate has."""
+    spec = result.spec
+    parts = []
+    for blocking, method in ((True, spec.correction), (False, spec.advisory_correction)):
+        count = sum(1 for c in result.checks if c.check.blocking is blocking)
+        kind = "blocking" if blocking else "advisory"
+        if count == 0:
+            continue
+        if count == 1:
+            parts.append(f"not adjusted for the one {kind} check (nothing to correct for)")
+        elif method == "none":
+            parts.append(f"not adjusted across the {count} {kind} checks (correction: none)")
+        else:
+            parts.append(f"{_METHOD[method]}-adjusted across the {count} {kind} checks")
+    return "p-values are " + " and ".join(parts) + "."
+
+
+def heading(result: GateResult) -> str:
+    """The gate's verdict line (the default name "gate" is not repeated after "Gate")."""
+    name = result.spec.name
+    named = "" if name == "gate" else f" {_esc(name)}"
+    return (
+        f"## Gate{named}: {_esc(result.candidate)} vs {_esc(result.baseline)} — "
+        f"{'PASSED' if result.passed else 'FAILED'}"
+    )
+
+
 def markdown(result: GateResult) -> str:
     spec = result.spec
     level = f"{100 * (1 - spec.alpha):g}%"
     lines = [
-        f"## Gate {_esc(spec.name)}: {_esc(result.candidate)} vs {_esc(result.baseline)} — "
-        f"{'PASSED' if result.passed else 'FAILED'}",
+        heading(result),
         "",
         f"| check | n | baseline | candidate | Δ [{level} CI] | margin | p (pass / fail) | "
         "McNemar p | verdict | notes |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result.checks:
-        lo, hi = c.ci
+        lo, hi = c.improvement_ci
         n = f"{c.difference.n}"
         if c.difference.n_clusters != c.difference.n:
             n += f" ({c.difference.n_clusters} clusters)"
@@ -58,25 +88,27 @@ def markdown(result: GateResult) -> str:
         if not c.check.blocking:
             notes.append("advisory")
         if c.lower_is_better:
-            notes.append("lower is better")
+            notes.append("lower is better: Δ = baseline − candidate")
         decide = _decide(c)
         if decide:
             notes.append(decide)
         lines.append(
             f"| {_esc(c.check.label)} | {n} | {c.baseline:.4f} | {c.candidate:.4f} | "
-            f"{c.diff:+.4f} [{lo:+.4f}, {hi:+.4f}] | {c.margin:g} | "
+            f"{c.improvement:+.4f} [{lo:+.4f}, {hi:+.4f}] | {c.margin:g} | "
             f"{_p(c.p_pass_adjusted)} / {_p(c.p_fail_adjusted)} | {_p(c.p_mcnemar)} | "
             f"**{MARK[c.verdict]}** | {'; '.join(notes)} |"
         )
-    blocking = [c for c in result.checks if c.check.blocking]
     lines += [
         "",
-        f"Δ = candidate − baseline; paired by example, clusters resampled together; "
-        f"{spec.n_bootstrap} bootstrap resamples, seed {spec.seed}. A check passes when the CI's "
-        f"worse end is within the margin, fails when its better end is beyond it, and is "
-        f"inconclusive otherwise (inconclusive blocking checks {spec.inconclusive} the gate). "
-        f"p-values are {spec.correction}-adjusted across the {len(blocking)} blocking check(s), "
-        f"{spec.advisory_correction}-adjusted across advisory ones.",
+        f"Δ = candidate − baseline, or baseline − candidate where lower is better, so a "
+        f"negative Δ is always worse; paired by example, clusters resampled together; "
+        f"{spec.n_bootstrap} bootstrap resamples, seed {spec.seed}. A check passes when its "
+        f'adjusted p-value against "worse by the margin or more" is below {spec.alpha:g}, '
+        f'fails when its adjusted p-value against "within the margin" is below {spec.alpha:g}, '
+        f"and is inconclusive otherwise (inconclusive blocking checks {spec.inconclusive} the "
+        f"gate). Unadjusted, these are the CI's lower end above −margin and its upper end below "
+        f"−margin; the CI shown is unadjusted, so a CI wholly beyond the margin can still be "
+        f"inconclusive. {_adjustments(result)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -86,13 +118,17 @@ def _finite(x: float | None) -> float | None:
 
 
 def as_json(result: GateResult) -> dict[str, Any]:
+    settings = result.spec.model_dump(mode="json", exclude={"checks"})
+    # The models gated, also when they were passed to run_gate rather than named in the config.
+    settings["baseline"] = settings["baseline"] or result.baseline
+    settings["candidate"] = settings["candidate"] or result.candidate
     return {
         "gate": result.spec.name,
         "baseline": result.baseline,
         "candidate": result.candidate,
         "passed": result.passed,
         "exit_code": result.exit_code,
-        "settings": result.spec.model_dump(mode="json", exclude={"checks"}),
+        "settings": settings,
         "checks": [
             {
                 "check": c.check.label,
@@ -113,6 +149,9 @@ def as_json(result: GateResult) -> dict[str, Any]:
                 "diff": c.diff,
                 "low": c.ci[0],
                 "high": c.ci[1],
+                "improvement": c.improvement,
+                "improvement_low": c.improvement_ci[0],
+                "improvement_high": c.improvement_ci[1],
                 "se": c.difference.se,
                 "p_pass": c.p_pass,
                 "p_fail": c.p_fail,
@@ -157,9 +196,14 @@ def junit(result: GateResult) -> str:
             name=c.check.label,
             time="0",
         )
-        lo, hi = c.ci
+        lo, hi = c.improvement_ci
+        what = (
+            f"{result.baseline} - {result.candidate} (lower is better)"
+            if c.lower_is_better
+            else f"{result.candidate} - {result.baseline}"
+        )
         message = (
-            f"{MARK[c.verdict]}: {result.candidate} - {result.baseline} = {c.diff:+.4f} "
+            f"{MARK[c.verdict]}: {what} = {c.improvement:+.4f} "
             f"[{lo:+.4f}, {hi:+.4f}], margin {c.margin:g}, n {c.difference.n}"
         )
         if id(c) in failing:
