@@ -148,8 +148,11 @@ def test_bundles_validate_import_and_render_the_same_leaderboard(
     result = world.cli(
         "import", str(world.bundles["tiny"]), "--db", str(target), "--tasks-dir", str(world.tasks)
     )
-    assert result.exit_code == 0 and "0 runs imported" in result.stdout, result.describe()
-    assert "3 already in the store (kept)" in result.stdout
+    assert result.exit_code == 0, result.describe()
+    assert (
+        result.stdout.strip()
+        == "tiny.zip: nothing imported, its 3 runs are already in the store (kept)"
+    )
     with ResultStore(target, readonly=True) as store:
         prov = store.provenance(r.run_key for r in store.runs())
         assert len(prov) == 6 and {p.bundle_name for p in prov.values()} == {"tiny.zip", "lm.zip"}
@@ -862,3 +865,43 @@ def test_a_changed_row_is_located_by_run_and_example(world: World, tmp_path: Pat
     result = world.cli("validate", str(path), "--tasks-dir", str(world.tasks))
     line = assert_one_line_error(result, ["its prompt is not the one the local task builds"])
     assert f"example uid '{row['uid']}' (idx {row['idx']})" in line
+
+
+def test_a_rows_file_that_cannot_be_parsed_is_summarised_and_named_once(
+    world: World, tmp_path: Path
+) -> None:
+    """A rows line cut short: the summary still counts the rows the bundle declares (not only
+    those of runs whose rows could be read), and the changed row is named by its line once."""
+    members = bh.read_zip(world.bundles["tiny"])
+    manifest = bh.manifest_of(members)
+    run = next(r for r in manifest["runs"] if r["kind"] == "eval")
+    lines = members[run["rows"]["file"]].decode().splitlines()
+    lines[4] = lines[4][:-5]
+    members[run["rows"]["file"]] = "".join(line + "\n" for line in lines).encode()
+    path = tmp_path / "cut.zip"
+    bh.write_zip(members, path)
+    result = world.cli("validate", str(path), "--tasks-dir", str(world.tasks))
+    assert result.exit_code == 2, result.describe()
+    declared = manifest["merkle"]["leaves"]
+    assert declared > run["rows"]["count"]
+    summary = f"cut.zip: model 'tiny' (local {manifest['model']['hash'][:12]}), "
+    summary += f"{len(manifest['runs'])} runs, {declared} rows, Merkle root"
+    assert summary in result.stdout, result.describe()
+    assert "line 5: not JSON" in result.stderr
+    assert "the row at line 5 was changed after the bundle was sealed" in result.stderr
+    assert result.stderr.count("line 5") == 2, result.describe()  # the parse error, the change
+
+
+def test_rescore_keeps_a_backend_the_user_names(world: World) -> None:
+    """--model onnx:PATH is loaded as ONNX (so a folder of another backend is refused as what it
+    is); a model without a backend prefix runs with the bundle's backend."""
+    from bench.bundle.manifest import BundleManifest
+    from bench.bundle.rescore import model_spec_for
+
+    manifest = BundleManifest.model_validate(bh.manifest_of(bh.read_zip(world.bundles["tiny"])))
+    assert manifest.model.backend == "hf"
+    named = model_spec_for(manifest, f"onnx:{world.model}")
+    assert (named.backend, named.path, named.name) == ("onnx", str(world.model), "tiny")
+    plain = model_spec_for(manifest, str(world.model))
+    assert (plain.backend, plain.path, plain.name) == ("hf", str(world.model), "tiny")
+    assert model_spec_for(manifest, f"hf:{world.model}").backend == "hf"

@@ -73,10 +73,19 @@ def import_report(store: ResultStore, report: Report) -> Imported:
 
 
 def describe(result: Imported) -> str:
-    kept = f", {len(result.kept)} already in the store (kept)" if result.kept else ""
     partial = f", {result.partial} partial (never ranked)" if result.partial else ""
+    if not result.added:
+        # Not "0 runs imported (imported)": the provenance names what was imported, and here
+        # nothing was.
+        held = f"its {len(result.kept)} runs are" if len(result.kept) != 1 else "its run is"
+        return (
+            f"{result.bundle.name}: nothing imported, {held} already in the store (kept){partial}"
+        )
+    kept = f", {len(result.kept)} already in the store (kept)" if result.kept else ""
+    runs = "run" if len(result.added) == 1 else "runs"
     return (
-        f"{result.bundle.name}: {len(result.added)} runs imported ({result.source}){kept}{partial}"
+        f"{result.bundle.name}: {len(result.added)} {runs} imported ({result.source}){kept}"
+        f"{partial}"
     )
 
 

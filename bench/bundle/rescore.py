@@ -40,15 +40,24 @@ def _who(run: RunInfo) -> str:
 
 
 def model_spec_for(manifest: BundleManifest, model: str | None) -> ModelSpec:
-    """The model to load: ``model`` as the command line takes it, else the bundle's reference
-    when it can name a model here. A BenchError says what to pass otherwise."""
+    """The model to load: ``model`` as the command line takes it (run with the bundle's backend
+    unless it names its own, ``onnx:PATH``), else the bundle's reference when it can name a
+    model here. A BenchError says what to pass otherwise."""
     from bench import defaults
     from bench.api import DEFAULT_LM, model_spec
     from bench.specs import ModelSpec
 
     info = manifest.model
+    named_backend = False
     if model is not None:
-        spec = model_spec(model)
+        try:
+            spec = model_spec(model, backend=info.backend)
+        except BenchError:
+            # The text names another backend (onnx:PATH): the user's word, kept, so the identity
+            # check says which model that is rather than reading the folder as the bundle's
+            # backend. Any other error is raised again by this call.
+            spec = model_spec(model)
+            named_backend = True
     elif info.kind == "hub":
         spec = ModelSpec(name=info.name, path=info.reference, revision=info.hash)
     elif info.reference in defaults.DEFAULT_MODELS or info.reference == DEFAULT_LM:
@@ -58,6 +67,8 @@ def model_spec_for(manifest: BundleManifest, model: str | None) -> ModelSpec:
             f"rescore: the bundle names a local model folder ({shown(info.reference, 40)}); pass "
             "--model PATH (its content hash must be the bundle's)"
         )
+    if named_backend:
+        return spec.model_copy(update={"name": info.name})
     return spec.model_copy(update={"name": info.name, "backend": info.backend})
 
 

@@ -310,17 +310,22 @@ def _check_rows(report: Report, manifest: BundleManifest, members: dict[str, byt
 
 
 def _row_name(data: bytes, line_number: int) -> str:
-    """``example idx I (uid U)`` for a rows file's line, as far as it can be read."""
+    """``row of example idx I (uid U) (line N)`` for a rows file's line, as far as it can be
+    read; ``row at line N`` when it cannot (the line is named once either way)."""
     lines = data.split(b"\n")
+    at = f"row at line {line_number}"
     if line_number - 1 >= len(lines):
-        return f"line {line_number}"
+        return at
     try:
         row = canonical.loads(lines[line_number - 1].decode("utf-8"))
     except (UnicodeDecodeError, canonical.JSONFormatError):
-        return f"line {line_number}"
+        return at
     if isinstance(row, dict):
-        return f"example idx {shown(row.get('idx'), 12)} (uid {shown(row.get('uid'), 20)})"
-    return f"line {line_number}"
+        return (
+            f"row of example idx {shown(row.get('idx'), 12)} (uid {shown(row.get('uid'), 20)}) "
+            f"(line {line_number})"
+        )
+    return at
 
 
 def _surplus(have: list[str], than: list[str]) -> list[int]:
@@ -348,13 +353,12 @@ def _locate_changes(
     added = [i for i in new if i not in changed]
     removed = [i for i in gone if i not in changed]
     found = [
-        f"the row of {_row_name(data, i + 1)} (line {i + 1}) was changed after the bundle "
-        "was sealed (its leaf hash is not the sealed one)"
+        f"the {_row_name(data, i + 1)} was changed after the bundle was sealed (its leaf hash "
+        "is not the sealed one)"
         for i in changed
     ]
     found += [
-        f"the row of {_row_name(data, i + 1)} (line {i + 1}) was added or repeated after the "
-        "bundle was sealed"
+        f"the {_row_name(data, i + 1)} was added or repeated after the bundle was sealed"
         for i in added
     ]
     found += [
@@ -933,7 +937,10 @@ def validate(
             _check_prompts(report, run, rows, by_idx, config)
     _check_metrics(report, manifest, set(report.rows))
     _check_interop(report, manifest, members)
-    n_rows = sum(len(r) for r in report.rows.values())
+    # The rows the bundle declares, as bench submit counts them: the rows read are fewer when
+    # a rows file cannot be parsed (its run's rows are then left out of report.rows), and the
+    # problems above say why.
+    n_rows = manifest.merkle.leaves
     partial = [r for r in manifest.runs if r.partial]
     report.notes.append(
         f"{path.name}: model {manifest.model.name!r} ({manifest.model.kind} "
