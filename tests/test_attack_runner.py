@@ -155,6 +155,63 @@ def test_query_budget_caps_queries(
     assert max(r.queries for r in free) > 4
 
 
+def _suite(text: str) -> SuiteSpec:
+    import yaml
+
+    from bench.attacks.suites import parse_suite
+
+    return parse_suite(yaml.safe_load(text), "inline")
+
+
+def test_two_attacks_of_one_recipe_keep_their_suite_names(
+    pair_task: TaskData, tiny_model_dir: Path, tmp_path: Path, torch_one_thread: None
+) -> None:
+    # Both are variant deepwordbug-modified: labelled by variant they were one column, and the
+    # store's newest-run-per-column view (export rows, leaderboards) kept only one of them.
+    dup = _suite(
+        "name: dup\nattacks:\n"
+        "  - {name: dwb-a, recipe: deepwordbug, params: {max_edit_distance: 10}}\n"
+        "  - {name: dwb-b, recipe: deepwordbug, params: {max_edit_distance: 5}}\n"
+    )
+    config = AttackConfig(limit=6, seed=0, max_length=64, n_bootstrap=0)
+    model = ModelSpec(name="tiny", path=str(tiny_model_dir))
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        runner = AttackRunner(store, config, device="cpu", concurrency=4, progress=False)
+        outcomes, summary = runner.run_suite(pair_task, model, dup)
+        assert [o.record.column for o in outcomes] == ["dup/dwb-a", "dup/dwb-b"]
+        assert {o.record.config.variant for o in outcomes} == {"deepwordbug-modified"}  # type: ignore[union-attr]
+        assert outcomes[0].record.run_key != outcomes[1].record.run_key
+        assert summary.record.config.attacks == ["dup/dwb-a", "dup/dwb-b"]  # type: ignore[union-attr]
+        stored = store.latest_complete(kinds=("attack",))
+        assert sorted(r.column for r in stored) == ["dup/dwb-a", "dup/dwb-b"]
+    # A suite still cannot name two attacks alike.
+    from bench.errors import SpecError
+
+    with pytest.raises(SpecError, match="twice"):
+        _suite("name: d\nattacks: [{name: x, recipe: pruthi}, {name: x, recipe: deepwordbug}]\n")
+
+
+def test_a_run_two_suites_share_is_named_by_each(
+    pair_task: TaskData, tiny_model_dir: Path, tmp_path: Path, torch_one_thread: None
+) -> None:
+    config = AttackConfig(limit=6, seed=0, max_length=64, n_bootstrap=0)
+    model = ModelSpec(name="tiny", path=str(tiny_model_dir))
+    first = _suite("name: first\nattacks: [{name: deepwordbug, recipe: deepwordbug}]\n")
+    # The same attack under another name: the same run (keys leave the suite out), and a
+    # suite of the same members, so the same suite run too.
+    cheap = _suite("name: cheap\nattacks: [{name: dwb, recipe: deepwordbug}]\n")
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        runner = AttackRunner(store, config, device="cpu", concurrency=4, progress=False)
+        (a,), s1 = runner.run_suite(pair_task, model, first)
+        (b,), s2 = runner.run_suite(pair_task, model, cheap)
+    assert b.cached and b.record.run_key == a.record.run_key
+    assert (a.record.column, b.record.column) == ("first/deepwordbug", "cheap/dwb")
+    assert (b.record.config.suite, b.record.config.attack) == ("cheap", "dwb")  # type: ignore[union-attr]
+    assert s2.cached and s2.record.run_key == s1.record.run_key
+    assert (s1.record.column, s2.record.column) == ("first", "cheap")
+    assert s2.record.config.attacks == ["cheap/dwb"]  # type: ignore[union-attr]
+
+
 # -- command line -----------------------------------------------------------------------------
 
 

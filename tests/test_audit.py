@@ -128,7 +128,7 @@ def test_the_report_holds_every_number_with_its_interval_and_n(tiny_audit: Audit
     assert set(task["profiles"]) == {
         "quick/deepwordbug",
         "quick/pruthi",
-        "quick/textbugger-charlevel",
+        "quick/textbugger-char",
     }
     metrics = [r["metric"] for r in task["summary"]]
     assert metrics[:2] == ["accuracy", "clean_accuracy"]
@@ -272,6 +272,57 @@ def test_bad_input_is_one_line_and_stores_nothing(
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
     assert not (tmp_path / "r").exists()
+
+
+def test_suites_that_share_attack_runs_show_each_run_once_under_each_name(
+    tiny_audit: Audit, tmp_path: Path
+) -> None:
+    import shutil
+
+    db = tmp_path / "store.sqlite"
+    shutil.copy(tiny_audit.db, db)
+    task = tiny_audit.argv[tiny_audit.argv.index("--task") + 1]
+    # dwb-a is quick's deepwordbug under another name (the same run: attack runs are keyed
+    # without the suite); dwb-b is another run of the same recipe.
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(
+        "name: dup\nattacks:\n  - {name: dwb-a, recipe: deepwordbug}\n"
+        "  - {name: dwb-b, recipe: deepwordbug, params: {max_edit_distance: 5}}\n"
+    )
+    out = tmp_path / "report"
+    proc = _bench(
+        "audit", "--model", f"tiny={tiny_audit.model}", "--task", task, "--task", task,
+        "--suite", "quick", "--suite", str(dup), "--limit", "0", "--eval-limit", "5",
+        "--ig-budget", "2", "--ig-steps", "8", "--n-bootstrap", "200", "--device", "cpu",
+        "--db", str(db), "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    (section,) = data["tasks"]  # a task named twice is audited once
+    shared = "quick/deepwordbug = dup/dwb-a"
+    names = [shared, "quick/pruthi", "quick/textbugger-char", "dup/dwb-b"]
+    assert [a["attack"] for a in section["attacks"]] == names
+    assert len({a["run_key"] for a in section["attacks"]}) == 4
+    profiles = section["profiles"]
+    assert set(profiles) == {"quick/deepwordbug", "quick/pruthi", "quick/textbugger-char",
+                             "dup/dwb-a", "dup/dwb-b"}  # fmt: skip
+    assert profiles["quick/deepwordbug"] == profiles["dup/dwb-a"] != profiles["dup/dwb-b"]
+    summary = section["summary"]
+    under = [r["label"] for r in summary if r["metric"] == "accuracy_under_attack"]
+    assert under == [f"accuracy under {n}" for n in names]
+    worst = [r["label"] for r in summary if r["metric"] == "worst_case"]
+    assert [w.rsplit("(", 1)[1] for w in worst] == ["suite quick)", "suite dup)"]
+    # Every attacked example once, and each run once in the list of runs and in the counts.
+    assert len(section["examples"]) == 4 * 14
+    assert {x["attack"] for x in section["examples"]} == set(names)
+    keys = [r["run_key"] for r in section["runs"]["tiny"]]
+    assert len(keys) == len(set(keys)) == data["provenance"]["runs"]
+    assert [r["column"] for r in section["runs"]["tiny"] if r["kind"] == "attack"] == names
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count(f'<option value="{shared}">') == 1
+    assert page.count('<option value="dup/dwb-b">') == 1
+    # --eval-limit evaluates a seeded sample, and the summary says so.
+    assert summary[0]["label"] == "clean accuracy (seeded sample of 5 of the test split's 14)"
 
 
 # ------------------------------------------------------------------------------------ the browser

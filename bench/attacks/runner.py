@@ -57,7 +57,10 @@ class PlannedAttack:
 
     @property
     def column(self) -> str:
-        return f"{self.suite}/{self.resolved.display_name}"
+        """``suite/name``: the name the suite gives the attack. Names are unique within a suite,
+        so two attacks of one suite built from the same recipe stay apart (the variant, which
+        they may share, is recorded beside it)."""
+        return f"{self.suite}/{self.spec.name}"
 
 
 @dataclass
@@ -424,10 +427,31 @@ class AttackRunner(EngineClient):
         """Every attack of ``suite``, then the suite's worst-case accuracy under attack."""
         planned = self.plan(task, suite)
         outcomes = [self.run_attack(task, model, p) for p in planned]
-        return outcomes, self._engine.summarize(SUITE, outcomes, suite)
+        summary = self._engine.summarize(SUITE, outcomes, suite)
+        # Suite runs are keyed by their members' keys, so two suites of the same attacks share
+        # one; each is shown under its own name.
+        config = summary.record.config
+        if isinstance(config, SuiteRunConfig):
+            config = config.model_copy(
+                update={
+                    "suite": suite.name,
+                    "suite_version": suite.version,
+                    "attacks": [o.record.column for o in outcomes],
+                }
+            )
+        record = replace(summary.record, column=suite.name, config=config)
+        return outcomes, replace(summary, record=record)
 
     def run_attack(self, task: TaskData, model: ModelSpec, attack: PlannedAttack) -> RunOutcome:
-        return self._engine.run(self.run_plan(task, model, attack))
+        """One attack run, labelled as ``attack``'s suite names it: attack runs are keyed
+        without the suite, so a run another suite stored first is answered from the store with
+        that suite's label, which is not this suite's name for it."""
+        outcome = self._engine.run(self.run_plan(task, model, attack))
+        config = outcome.record.config
+        if isinstance(config, AttackRunConfig):
+            config = config.model_copy(update={"suite": attack.suite, "attack": attack.spec.name})
+        record = replace(outcome.record, column=attack.column, config=config)
+        return replace(outcome, record=record)
 
 
 def _attack_versions() -> dict[str, str]:

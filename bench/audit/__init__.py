@@ -58,7 +58,7 @@ def audit(
         from bench.errors import BenchError
 
         raise BenchError(f"--baseline is the audited model ({spec.name}); name another model")
-    datas = load_tasks(tasks, tasks_dir)
+    datas = _distinct_tasks(load_tasks(tasks, tasks_dir))
     folder = Path(out) if out is not None else default_out(spec.name, [d.spec.name for d in datas])
     check_output_dir(folder, "--out")
     with ResultStore(Path(db) if db is not None else None) as store:
@@ -66,3 +66,18 @@ def audit(
             store, spec, datas, suites, options, base, behave, progress, executor=executor
         )
     return result, write_report(result.data, folder)
+
+
+def _distinct_tasks(datas: Sequence[Any]) -> list[Any]:
+    """Each task once, in the order first given (a task named twice would be audited, and
+    reported, twice); two different tasks of one name cannot share a report."""
+    from bench.errors import BenchError, shown
+
+    seen: dict[str, Any] = {}
+    for d in datas:
+        first = seen.setdefault(d.spec.name, d)
+        if first.data_hash != d.data_hash:
+            raise BenchError(
+                f"two different tasks are named {shown(d.spec.name, 40)}; audit them apart"
+            )
+    return list(seen.values())

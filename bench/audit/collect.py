@@ -220,10 +220,27 @@ class _ModelRuns:
     """One model's runs on one task."""
 
     eval: RunOutcome
+    # One outcome per attack run, in the order the suites first name them.
     attacks: list[RunOutcome]
     suites: list[RunOutcome]
     behave: RunOutcome | None
     explain: list[RunOutcome]
+    # Per attack run key: every suite's name for that run (``quick/deepwordbug``,
+    # ``cheap/dwb``); attack runs are keyed without the suite, so suites can share one.
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+    def label(self, outcome: RunOutcome) -> str:
+        """How the report names an attack run: each suite's name for it."""
+        return " = ".join(self.labels.get(outcome.record.run_key) or [outcome.record.column])
+
+
+def _distinct(outcomes: Sequence[RunOutcome]) -> list[RunOutcome]:
+    """Each run once (the first outcome of its key): suites that share an attack run, or a
+    whole suite run, must not count or show it twice."""
+    seen: dict[str, RunOutcome] = {}
+    for o in outcomes:
+        seen.setdefault(o.record.run_key, o)
+    return list(seen.values())
 
 
 def run_audit(
@@ -316,18 +333,28 @@ def run_audit(
         for d in datas:
             clean = evaluator.evaluate(d, m)
             attacked: list[RunOutcome] = []
+            labels: dict[str, list[str]] = {}
             summaries: list[RunOutcome] = []
             for s in suites:
                 members, summary = attacks.run_suite(d, m, s)
+                for o in members:
+                    named = labels.setdefault(o.record.run_key, [])
+                    if o.record.column not in named:
+                        named.append(o.record.column)
                 attacked += members
                 summaries.append(summary)
+            attacked = _distinct(attacked)
             picked = chosen[d.spec.name]
             behaved = behaver.run(behaver.plan(d, m, *picked)) if picked is not None else None
             explained = [explainer.run(explainer.plan(d, m, o)) for o in attacked]
-            runs[m.name, d.spec.name] = _ModelRuns(clean, attacked, summaries, behaved, explained)
+            runs[m.name, d.spec.name] = _ModelRuns(
+                clean, attacked, summaries, behaved, explained, labels
+            )
             outcomes += [clean, *attacked, *summaries]
             outcomes += [*([behaved] if behaved else []), *explained]
     data = collect(store, model, baseline, datas, suites, options, runs, chosen)
+    # Two suites of the same attacks share one suite run: it counts once.
+    outcomes = _distinct(outcomes)
     computed = sum(o.computed for o in outcomes)
     cached = sum(1 for o in outcomes if o.cached)
     seconds = time.perf_counter() - started
@@ -493,11 +520,11 @@ def _keys_by(rows: Sequence[Any], value: Callable[[Any], float | None]) -> dict[
     return out
 
 
-def _short(record: RunRecord) -> dict[str, Any]:
+def _short(record: RunRecord, column: str | None = None) -> dict[str, Any]:
     return {
         "run_key": record.run_key,
         "kind": record.kind,
-        "column": record.column,
+        "column": record.column if column is None else column,
         "n": record.n_examples,
         "profile_hash": record.profile_hash,
         "computed_s": round(record.compute_s, 1),
@@ -611,27 +638,42 @@ def _task_section(
         "inputs": list(data.spec.inputs),
         "models": [name] + ([base] if base else []),
         "runs": {
-            n: [_short(o.record) for o in (r.eval, *r.attacks, *r.suites, *r.explain)]
+            n: [_short(r.eval.record)]
+            + [_short(o.record, r.label(o)) for o in r.attacks]
+            + [_short(o.record) for o in _distinct(r.suites)]
+            + [_short(o.record) for o in r.explain]
             + ([_short(r.behave.record)] if r.behave else [])
             for n, r in runs.items()
         },
-        "profiles": {o.record.column: o.record.profile_hash for o in mine.attacks},
+        # Every name an attack goes by in the audited suites, with its profile's hash.
+        "profiles": {
+            label: o.record.profile_hash
+            for o in mine.attacks
+            for label in mine.labels.get(o.record.run_key) or [o.record.column]
+        },
     }
     # ---- clean evaluation and calibration
     preds = {n: store.predictions(r.eval.record.run_key) for n, r in runs.items()}
     correct = {n: _keys_by(p, lambda r: float(r.pred == r.label)) for n, p in preds.items()}
     evalm = {n: run_metrics(store, r.eval.record, settings) for n, r in runs.items()}
     calib = {n: _calibration(p, labels, settings) for n, p in preds.items()}
+    split = mine.eval.record.split
+    whole = len(data.split(split))  # type: ignore[arg-type]  # a stored split is a Role
+    evaluated = mine.eval.record.n_examples
+    # --eval-limit evaluates a seeded sample: the label must not claim the whole split.
+    sampled = evaluated < whole
     summary = [
         _row(
             "accuracy",
-            f"clean accuracy ({mine.eval.record.split} split)",
+            f"clean accuracy (seeded sample of {evaluated} of the {split} split's {whole})"
+            if sampled
+            else f"clean accuracy ({split} split)",
             _stored(evalm[name], "accuracy", mine.eval.record.n_examples),
             _stored(evalm[base], "accuracy", theirs.eval.record.n_examples)
             if base and theirs
             else None,
             _paired(correct[name], correct.get(base) if base else None, settings, clusters),
-            short="clean (test split)",
+            short=f"clean ({split} sample)" if sampled else f"clean ({split} split)",
         )
     ]
     # ---- attacks
@@ -643,7 +685,7 @@ def _task_section(
     }
     attacks_out = []
     for i, outcome in enumerate(mine.attacks):
-        column = outcome.record.column
+        column = mine.label(outcome)
         per_model: dict[str, Any] = {}
         for n, r in runs.items():
             rows = attack_rows[n][i]
@@ -1126,12 +1168,13 @@ def _attribution_section(
             else _figure(math.nan, None, None, 0)
             for n in runs
         }
+        # Named as the attack run is named now: a stored explain run keeps the label its
+        # attack had when it was computed.
+        attack = runs[name].attacks[i]
         out["attacks"].append(
             {
-                "attack": outcome.record.config.attack
-                if hasattr(outcome.record.config, "attack")
-                else "",
-                "column": outcome.record.column.removesuffix("/explain"),
+                "attack": getattr(attack.record.config, "attack", ""),
+                "column": runs[name].label(attack),
                 "run_key": outcome.record.run_key,
                 "steps": getattr(outcome.record.config, "ig_steps", None),
                 "budget": getattr(outcome.record.config, "ig_budget", None),
@@ -1169,7 +1212,7 @@ def _examples(
                 out.append(
                     {
                         "model": n,
-                        "attack": outcome.record.column,
+                        "attack": r.label(outcome),
                         "idx": row.idx,
                         "uid": row.uid,
                         "status": row.status,

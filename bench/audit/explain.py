@@ -62,13 +62,17 @@ class _Started:
 
 
 def chosen_examples(
-    rows: Sequence[AttackRow], budget: int, seed: int, attack: str = ""
+    rows: Sequence[AttackRow], budget: int, seed: int, attack_run: str = ""
 ) -> frozenset[int]:
     """The successful examples explained: the first ``budget`` by a seeded hash of their uid and
-    the attack (independent of order, resumable; each attack of a suite explains its own
-    sample, so faithfulness, measured on original texts, covers more of them)."""
+    the attack run's key (independent of order, resumable; each attack of a suite explains its
+    own sample, so faithfulness, measured on original texts, covers more of them). The key, not
+    the attack's label: the explain run's key hashes it, while a label depends on the suite
+    that asks (a run shared by two suites has a name in each)."""
     wins = [r for r in rows if r.status == "succeeded"]
-    ranked = sorted(wins, key=lambda r: (sha256_text(f"{seed}:explain:{attack}:{r.uid}"), r.idx))
+    ranked = sorted(
+        wins, key=lambda r: (sha256_text(f"{seed}:explain:{attack_run}:{r.uid}"), r.idx)
+    )
     return frozenset(r.idx for r in ranked[:budget])
 
 
@@ -219,7 +223,7 @@ class ExplainRunner(EngineClient):
         attacked = config_.attack_columns if isinstance(config_, AttackRunConfig) else []
         inputs = list(task.spec.inputs)
         columns = [inputs.index(c) for c in attacked if c in inputs] or [len(inputs) - 1]
-        chosen = chosen_examples(rows, self.settings.budget, self.settings.seed, record.column)
+        chosen = chosen_examples(rows, self.settings.budget, self.settings.seed, record.run_key)
         pool = self._engine.models
         identity = pool.identity(model)
         loaded = pool.key_settings(model, self.attacks.load_settings())
@@ -250,7 +254,7 @@ class ExplainRunner(EngineClient):
                 "output": "task-label probability",
                 "budget": self.settings.budget,
                 "seed": self.settings.seed,
-                "choice": "seeded hash of attack and uid",
+                "choice": "seeded hash of the attack run key and uid",
             },
             "aopc": list(self.settings.fractions),
             "config": {**loaded, "max_length": self.attacks.config.max_length},
