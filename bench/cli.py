@@ -1205,7 +1205,7 @@ def gate(
         typer.Option(
             help="Gate the baseline against itself (and against --candidate, a retrained "
             "same-recipe model, when given) to see how often the gate flags a model that did not "
-            "change."
+            "change; Markdown only, exit 1 when the gate would fail such a model."
         ),
     ] = False,
     fmt: Annotated[
@@ -1221,7 +1221,7 @@ def gate(
     prompted task), the paired difference with a bootstrap CI (clusters resampled together,
     seeds too), McNemar for accuracy, and a verdict by a non-inferiority margin. Exit code 0
     when every blocking check passes, 1 when one fails (or is inconclusive, by default), 2 for
-    bad input."""
+    bad input; with --self-check, 1 when the gate would fail the unchanged model."""
     from bench.gate import report
     from bench.gate.spec import GateSpec, load_gate
     from bench.paths import check_output_file
@@ -1230,11 +1230,21 @@ def gate(
 
     if fmt not in ("markdown", "json", "junit"):
         raise BenchError(f"--format: choose markdown, json or junit, not {shown(fmt, 20)}")
+    if self_check:
+        # A report for a person deciding on margins, not a gate result for a CI system.
+        for given, option in ((fmt != "markdown", "--format"), (json_out is not None, "--json"),
+                              (junit is not None, "--junit")):  # fmt: skip
+            if given:
+                raise BenchError(f"--self-check prints Markdown only: leave out {option}")
     for path, option in ((junit, "--junit"), (json_out, "--json")):
         if path is not None:
             check_output_file(path, option)
     data: dict[str, Any] = {}
     if config is not None:
+        # Errors after this point are prefixed with the config's name: its checks are the gate's.
+        for listed, option in ((task, "--task"), (metric, "--metric"), (suite, "--suite")):
+            if listed:
+                raise BenchError(f"{option} with --config: put the checks in the config")
         data = load_gate(config).model_dump(mode="json", exclude_none=True)
     if task:
         data["checks"] = [
@@ -1245,6 +1255,8 @@ def gate(
     if not data.get("checks"):
         raise BenchError("name what to check: --task T (repeatable) or --config gate.yaml")
     overrides = {
+        "baseline": baseline,  # so that JSON settings name the models gated
+        "candidate": candidate,
         "margin": margin,
         "alpha": alpha,
         "n_bootstrap": n_bootstrap,
@@ -1276,7 +1288,10 @@ def gate(
             cand.name if cand is not None else (cand_text.split("=", 1)[0] if cand_text else None)
         )
         if self_check:
-            _echo(_self_check(store, spec, base_name, cand_name, tasks_dir or []))
+            text, code = _self_check(store, spec, base_name, cand_name, tasks_dir or [])
+            _echo(text)
+            if code:
+                raise typer.Exit(code)
             return
         from bench.gate import run_gate
 
@@ -1302,21 +1317,25 @@ def gate(
 
 def _self_check(
     store: Any, spec: Any, baseline: str, retrained: str | None, tasks_dir: list[Path]
-) -> str:
-    """The gate against an unchanged model: the baseline itself, and a retrained one."""
+) -> tuple[str, int]:
+    """The gate against an unchanged model: the baseline itself, and a retrained one; the
+    report and the exit code (1 when the gate fails either, as each one's heading says)."""
     from bench.gate import report, run_gate
 
     parts = []
+    code = 0
     for other, what in ((baseline, "itself"), (retrained, "a retrained same-recipe model")):
         if other is None:
             continue
         result = run_gate(store, spec, baseline, other, tasks_dir)
+        code = max(code, result.exit_code)
         flagged = [c for c in result.checks if c.verdict != "pass"]
         failed = [c for c in result.checks if c.verdict == "fail"]
         parts.append(report.markdown(result))
         line = (
             f"Self-check, {baseline} against {what} ({other}): {len(failed)} of "
-            f"{len(result.checks)} checks fail, {len(flagged)} do not pass."
+            f"{len(result.checks)} checks fail, {len(flagged)} do not pass; the gate "
+            f"{'passes' if result.passed else 'fails'} it."
         )
         if flagged:
             line += (
@@ -1324,7 +1343,7 @@ def _self_check(
                 "margin or add examples (see the inconclusive checks' notes)."
             )
         parts.append(line)
-    return "\n\n".join(parts)
+    return "\n\n".join(parts), code
 
 
 # ----------------------------------------------------------------------------------------- default

@@ -391,6 +391,49 @@ def test_self_check_reports_how_often_an_unchanged_model_is_flagged(
     assert proc.returncode == 0, proc.stderr
     assert "against itself (base): 0 of 1 checks fail, 0 do not pass" in proc.stdout
     assert "a retrained same-recipe model (same)" in proc.stdout
+    headings = [line for line in proc.stdout.splitlines() if line.startswith("## Gate")]
+    assert len(headings) == 2 and all(h.endswith("PASSED") for h in headings)
+
+
+def test_self_check_exits_1_when_the_gate_would_fail_an_unchanged_model(
+    gated: dict[str, Any], tmp_path: Path
+) -> None:
+    def self_check(cand: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return _bench("gate", "--self-check", "--baseline", "base", "--candidate", cand,
+                      "--task", str(gated["task"]), "--db", str(gated["db"]), *extra)  # fmt: skip
+
+    # Identical at margin 0: inconclusive, which fails the gate: the heading and exit say so.
+    proc = self_check("same", "--margin", "0")
+    assert proc.returncode == 1, proc.stderr
+    headings = [line for line in proc.stdout.splitlines() if line.startswith("## Gate")]
+    assert len(headings) == 2 and all(h.endswith("FAILED") for h in headings)
+    assert "0 of 1 checks fail, 1 do not pass; the gate fails it" in proc.stdout
+    # Itself passes at margin 0.02; a retrained model 2 points worse is inconclusive: exit 1.
+    proc = self_check("slightly", "--margin", "0.02")
+    assert proc.returncode == 1
+    assert "itself (base): 0 of 1 checks fail, 0 do not pass; the gate passes it" in proc.stdout
+    assert "(slightly): 0 of 1 checks fail, 1 do not pass; the gate fails it" in proc.stdout
+    # Machine-readable outputs are for gate runs: refused, and nothing is written.
+    for extra in (("--format", "json"), ("-f", "junit"), ("--json", str(tmp_path / "s.json")),
+                  ("--junit", str(tmp_path / "s.xml"))):  # fmt: skip
+        assert_user_error(self_check("same", *extra), "--self-check", extra[0])
+    assert not list(tmp_path.iterdir())
+    assert self_check("same", "--margin", "0.02", "--format", "markdown").returncode == 0
+
+
+def test_task_with_a_config_is_refused(gated: dict[str, Any], tmp_path: Path) -> None:
+    config = tmp_path / "gate.yaml"
+    config.write_text(
+        f"baseline: base\ncandidate: same\nmargin: 0.02\nchecks: [{{task: {gated['task']}}}, "
+        f"{{task: {gated['task']}, metric: brier}}]\n"
+    )
+    db = str(gated["db"])
+    for extra in (("-t", str(gated["task"])), ("--metric", "ece"), ("--suite", "typos")):
+        proc = _bench("gate", "-c", str(config), "--db", db, *extra)
+        assert_user_error(proc, extra[0], "--config")
+    # The config alone runs both of its checks.
+    out = json.loads(_bench("gate", "-c", str(config), "--db", db, "-f", "json").stdout)
+    assert [c["check"] for c in out["checks"]] == ["gated accuracy", "gated brier"]
 
 
 pytest_plugins = ["pytester"]
