@@ -300,6 +300,8 @@ def test_the_footer_states_the_verdict_rule_after_adjustment(tmp_path: Path) -> 
         "p-values are not adjusted across the 4 blocking checks (correction: none)."
     )
     assert "none-adjusted" not in plain_footer and "advisory" not in plain_footer
+    assert "exactly the CI's lower end above −margin" in plain_footer
+    assert "can still be inconclusive" not in plain_footer
 
 
 def test_delta_is_signed_so_that_negative_is_worse_for_every_metric(

@@ -37,10 +37,12 @@ def _decide(c: CheckResult) -> str:
 _METHOD = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 
-def _adjustments(result: GateResult) -> str:
-    """How the p-values shown were adjusted, per kind of check that the gate has."""
+def _adjustments(result: GateResult) -> tuple[str, bool]:
+    """How the p-values shown were adjusted, per kind of check that the gate has; and whether
+    any were (if not, every verdict is its CI's)."""
     spec = result.spec
     parts = []
+    adjusted = False
     for blocking, method in ((True, spec.correction), (False, spec.advisory_correction)):
         count = sum(1 for c in result.checks if c.check.blocking is blocking)
         kind = "blocking" if blocking else "advisory"
@@ -52,7 +54,8 @@ def _adjustments(result: GateResult) -> str:
             parts.append(f"not adjusted across the {count} {kind} checks (correction: none)")
         else:
             parts.append(f"{_METHOD[method]}-adjusted across the {count} {kind} checks")
-    return "p-values are " + " and ".join(parts) + "."
+            adjusted = True
+    return "p-values are " + " and ".join(parts) + ".", adjusted
 
 
 def heading(result: GateResult) -> str:
@@ -98,6 +101,18 @@ def markdown(result: GateResult) -> str:
             f"{_p(c.p_pass_adjusted)} / {_p(c.p_fail_adjusted)} | {_p(c.p_mcnemar)} | "
             f"**{MARK[c.verdict]}** | {'; '.join(notes)} |"
         )
+    adjustments, adjusted = _adjustments(result)
+    if adjusted:
+        ci_rule = (
+            "Unadjusted, these are the CI's lower end above −margin and its upper end below "
+            "−margin; the CI shown is unadjusted, so a CI wholly beyond the margin can still be "
+            "inconclusive."
+        )
+    else:
+        ci_rule = (
+            "With nothing adjusted, these are exactly the CI's lower end above −margin and its "
+            "upper end below −margin."
+        )
     lines += [
         "",
         f"Δ = candidate − baseline, or baseline − candidate where lower is better, so a "
@@ -106,9 +121,7 @@ def markdown(result: GateResult) -> str:
         f'adjusted p-value against "worse by the margin or more" is below {spec.alpha:g}, '
         f'fails when its adjusted p-value against "within the margin" is below {spec.alpha:g}, '
         f"and is inconclusive otherwise (inconclusive blocking checks {spec.inconclusive} the "
-        f"gate). Unadjusted, these are the CI's lower end above −margin and its upper end below "
-        f"−margin; the CI shown is unadjusted, so a CI wholly beyond the margin can still be "
-        f"inconclusive. {_adjustments(result)}",
+        f"gate). {ci_rule} {adjustments}",
     ]
     return "\n".join(lines) + "\n"
 
