@@ -1846,8 +1846,9 @@ def audit(
         str | None,
         typer.Option(help="Behavioural suite (default: the built-in one that fits each task)."),
     ] = None,
+    # A string, not a Path: Typer turns "" into Path("."), the current folder.
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Report folder (default: reports/audit/<model>-<tasks>)."),
     ] = None,
     limit: Annotated[
@@ -1903,7 +1904,9 @@ def audit(
             f"--dtype: choose auto, float32, bfloat16 or float16, not {shown(dtype, 20)}"
         )
     if out is not None:
-        check_output_dir(out, "--out")
+        if not out.strip():
+            raise BenchError("--out is empty; name the report folder")
+        check_output_dir(Path(out), "--out")
     options = AuditOptions(
         suites=tuple(suite or ["quick"]),
         behave_suite=behave_suite,

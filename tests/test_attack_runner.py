@@ -212,6 +212,34 @@ def test_a_run_two_suites_share_is_named_by_each(
     assert s2.record.config.attacks == ["cheap/dwb"]  # type: ignore[union-attr]
 
 
+def test_a_masked_lm_that_is_a_file_is_named_a_file(tmp_path: Path) -> None:
+    from bench.attacks.resources import check_masked_lm_folder
+    from bench.errors import ModelError
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x")
+    with pytest.raises(ModelError, match="is a file"):
+        check_masked_lm_folder(str(weights))
+    with pytest.raises(ModelError, match="does not exist"):
+        check_masked_lm_folder(str(tmp_path / "none"))
+
+
+def test_a_folder_given_as_a_suite_is_named_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.attacks.suites import load_suite
+    from bench.errors import SpecError
+
+    (tmp_path / "suites").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError, match="'suites' is a folder"):
+        load_suite("suites")
+    with pytest.raises(SpecError, match="unknown attack suite"):
+        load_suite("no_such_suite")
+    (tmp_path / "quick").mkdir()  # a built-in name still names the built-in suite
+    assert load_suite("quick").name == "quick"
+
+
 # -- command line -----------------------------------------------------------------------------
 
 

@@ -26,9 +26,13 @@ HOSTILE_SCRIPT = "<script>window.pwned = 1</script>"
 LABELS = ["entailment", "neutral", "contradiction"]
 
 
-def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+def _bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=cwd,
     )
 
 
@@ -268,6 +272,22 @@ def test_bad_input_is_one_line_and_stores_nothing(
     assert_user_error(proc, "--similarity-threshold")
     proc = _bench(*common, "--ig-steps", "0")
     assert_user_error(proc, "--ig-steps")
+    # Named by its option, as bench attack names it (not pydantic's documentation link).
+    proc = _bench(*common, "--query-budget", "0")
+    assert_user_error(proc, "--query-budget: Input should be greater than or equal to 1")
+    # The same weights under another name are not a baseline.
+    proc = _bench(*common, "--baseline", f"other={tiny_audit.model}")
+    assert_user_error(proc, "--baseline", "is the audited model", "same content hash")
+    # An empty --out would be the current folder; a folder is not an attack suite.
+    here = tmp_path / "here"
+    (here / "mysuites").mkdir(parents=True)
+    i = common.index("--out")
+    empty = [*common[:i], "--out", "", *common[i + 2 :]]
+    proc = _bench(*empty, cwd=here)
+    assert_user_error(proc, "--out is empty")
+    proc = _bench(*common, "--suite", "mysuites", cwd=here)
+    assert_user_error(proc, "'mysuites' is a folder")
+    assert [p.name for p in here.iterdir()] == ["mysuites"]
     if db.exists():
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0

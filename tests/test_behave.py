@@ -305,6 +305,17 @@ def test_bad_suites_are_one_line_naming_the_file(
         assert needle in message, message
 
 
+def test_a_folder_given_as_a_suite_is_named_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "checks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError, match="'checks' is a folder"):
+        load_behave_suite("checks")
+    (tmp_path / "sentiment").mkdir()  # a built-in name still names the built-in suite
+    assert load_behave_suite("sentiment")[0].name == "sentiment"
+
+
 def test_cli_refuses_bad_suites_and_tasks_that_cannot_take_them(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

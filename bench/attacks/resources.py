@@ -371,6 +371,8 @@ def check_masked_lm_folder(path: str) -> Path:
     from bench.models.identity import TOKENIZER_FILES
 
     folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ModelError(f"masked language model {path} is a file; give its folder")
     if not folder.is_dir():
         raise ModelError(f"masked language model folder {path} does not exist")
     if not (folder / "config.json").is_file():

@@ -68,6 +68,12 @@ def load_suite(name_or_path: str | Path, check: bool = True) -> SuiteSpec:
         path = as_path
     else:
         files = _suite_files()
+        if text not in files and as_path.is_dir():
+            # A folder is not a suite, whatever its name; a built-in name wins over a folder.
+            raise SpecError(
+                f"suite {shown(text, 60)} is a folder; give a suite YAML file or a built-in "
+                f"name ({', '.join(sorted(files)) or 'none'})"
+            )
         if text not in files:
             known = ", ".join(sorted(files)) or "none"
             raise SpecError(

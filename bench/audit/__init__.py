@@ -42,10 +42,14 @@ def audit(
     from bench.audit.collect import AuditOptions, default_out, run_audit
     from bench.audit.report import write_report
     from bench.behave.spec import load_behave_suite
+    from bench.errors import BenchError
     from bench.paths import check_output_dir
     from bench.specs import ModelSpec
     from bench.store import ResultStore
 
+    if isinstance(out, str) and not out.strip():
+        # Path("") is the current folder: an empty --out would write the report there.
+        raise BenchError("--out is empty; name the report folder")
     options = options or AuditOptions()
     options.check()
     suites = [load_suite(s) for s in options.suites]
@@ -55,8 +59,6 @@ def audit(
     if isinstance(base, str):
         base = model_spec(base)
     if base is not None and base.name == spec.name:
-        from bench.errors import BenchError
-
         raise BenchError(f"--baseline is the audited model ({spec.name}); name another model")
     datas = _distinct_tasks(load_tasks(tasks, tasks_dir))
     folder = Path(out) if out is not None else default_out(spec.name, [d.spec.name for d in datas])

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 from bench.errors import BenchError, shown
 
 if TYPE_CHECKING:
-    from bench.attacks.specs import SuiteSpec
+    from bench.attacks.specs import AttackConfig, SuiteSpec
     from bench.behave.spec import BehaveSuite
     from bench.engine import RunOutcome
     from bench.records import AttackRow, MetricSettings, RunRecord
-    from bench.specs import ModelSpec
+    from bench.specs import EvalConfig, ModelSpec
     from bench.store import ResultStore
     from bench.tasks.examples import TaskData
 
@@ -108,6 +108,50 @@ class AuditOptions:
                 raise BenchError(f"{name} must be at least {low}, got {value}")
         if not 0.0 < self.confidence < 1.0:
             raise BenchError(f"--confidence must be between 0 and 1, got {self.confidence}")
+        self.configs()
+
+    def configs(self) -> tuple[EvalConfig, AttackConfig]:
+        """The clean evaluation's and the attacks' settings; a value they refuse is named by
+        its option, as ``bench attack`` names it."""
+        from pydantic import ValidationError
+
+        from bench.attacks.specs import AttackConfig
+        from bench.specs import EvalConfig
+
+        # The audit's --limit is the attacks' sample, --eval-limit the evaluation's.
+        try:
+            eval_config = EvalConfig(
+                limit=self.eval_limit,
+                seed=self.seed,
+                n_bootstrap=self.n_bootstrap,
+                confidence=self.confidence,
+                device=self.device,
+                dtype=self.dtype,  # type: ignore[arg-type]
+                max_length=self.max_length,
+            )
+        except ValidationError as exc:
+            raise _option_error(exc, {"limit": "--eval-limit"}) from None
+        try:
+            attack_config = AttackConfig(
+                limit=self.limit,
+                seed=self.seed,
+                query_budget=self.query_budget,
+                max_length=self.max_length,
+                n_bootstrap=self.n_bootstrap,
+                confidence=self.confidence,
+            )
+        except ValidationError as exc:
+            raise _option_error(exc, {}) from None
+        return eval_config, attack_config
+
+
+def _option_error(exc: Any, renamed: Mapping[str, str]) -> BenchError:
+    """A settings model's first validation error as ``--option: message`` (pydantic's whole
+    text ends in a documentation link, which says nothing about the value)."""
+    first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    option = renamed.get(field, "--" + field.replace("_", "-"))
+    return BenchError(f"{option}: {str(first['msg']).removeprefix('Value error, ')}")
 
 
 @dataclass
@@ -256,37 +300,16 @@ def run_audit(
 ) -> AuditResult:
     """Compute what is missing, then collect (see the module docstring)."""
     from bench.attacks.runner import AttackRunner
-    from bench.attacks.specs import AttackConfig
     from bench.audit.explain import ExplainRunner, ExplainSettings
     from bench.behave.runner import BehaveRunner
     from bench.engine import Engine
     from bench.engine.executors import LocalExecutor
     from bench.runner import Evaluator
-    from bench.specs import EvalConfig
 
     started = time.perf_counter()
     options.check()
     _check_captum(options)
-    try:
-        eval_config = EvalConfig(
-            limit=options.eval_limit,
-            seed=options.seed,
-            n_bootstrap=options.n_bootstrap,
-            confidence=options.confidence,
-            device=options.device,
-            dtype=options.dtype,  # type: ignore[arg-type]
-            max_length=options.max_length,
-        )
-        attack_config = AttackConfig(
-            limit=options.limit,
-            seed=options.seed,
-            query_budget=options.query_budget,
-            max_length=options.max_length,
-            n_bootstrap=options.n_bootstrap,
-            confidence=options.confidence,
-        )
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise BenchError(f"audit settings: {str(exc).splitlines()[-1].strip()}") from None
+    eval_config, attack_config = options.configs()
     engine = Engine(
         store,
         progress=progress,
@@ -316,7 +339,18 @@ def run_audit(
     )
     models = [model] + ([baseline] if baseline is not None else [])
     if baseline is not None:
-        check_baseline(model, baseline, datas, engine.models, attacks.load_settings())
+        # By identity, not by name: the same weights under another name would be "compared"
+        # with themselves, every difference 0.
+        pool = engine.models
+        if (pool.identity(model).key(), model.label_map) == (
+            pool.identity(baseline).key(),
+            baseline.label_map,
+        ):
+            raise BenchError(
+                f"--baseline {shown(baseline.name, 40)} is the audited model "
+                f"{shown(model.name, 40)} (same content hash); name another model"
+            )
+        check_baseline(model, baseline, datas, pool, attacks.load_settings())
     # Everything is planned (and so checked) before the first forward pass.
     chosen = {d.spec.name: choose_behave(d, behave) for d in datas}
     for d in datas:

@@ -377,6 +377,12 @@ def load_behave_suite(name_or_path: str | Path) -> tuple[BehaveSuite, str]:
         path = as_path
     else:
         files = _suite_files()
+        if text not in files and as_path.is_dir():
+            # A folder is not a suite, whatever its name; a built-in name wins over a folder.
+            raise SpecError(
+                f"behaviour suite {shown(text, 60)} is a folder; give a suite YAML file or a "
+                f"built-in name ({', '.join(sorted(files)) or 'none'})"
+            )
         if text not in files:
             raise SpecError(
                 f"unknown behaviour suite {shown(text, 60)} (known: "
