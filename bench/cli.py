@@ -1099,22 +1099,41 @@ def runs_rm(
     yes: Annotated[bool, typer.Option("--yes", help="Really remove them.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Remove runs with their rows and metrics (and the summaries that include them). Asks for
-    --yes: nothing is removed without it."""
+    """Remove runs with their rows and metrics (and the runs that depend on them: summaries
+    that include them, explain runs of removed attack runs). Asks for --yes: nothing is
+    removed without it."""
     from bench.store import open_store
 
     with open_store(db) as store:
         chosen = {_find_run(store, k).run_key for k in keys}
-        # A suite or prompt set summarising a removed run would describe rows that are gone.
-        summaries = {s for k in chosen for s in store.summaries_of(k)} - chosen
-        doomed = sorted(chosen | summaries)
+        # A suite or prompt set summarising a removed run would describe rows that are gone,
+        # and an explain run would annotate an attack run that is gone: they go too.
+        explains = [
+            (r.run_key, getattr(r.config, "attack_run", ""))
+            for r in store.runs(status=None, kinds=["explain"])
+        ]
+        summaries: set[str] = set()
+        explained: set[str] = set()
+        todo = set(chosen)
+        while todo:
+            gone = chosen | summaries | explained
+            found_s = {s for k in todo for s in store.summaries_of(k)} - gone
+            found_e = {e for e, source in explains if source in todo} - gone
+            summaries |= found_s
+            explained |= found_e
+            todo = found_s | found_e
+        doomed = sorted(chosen | summaries | explained)
+        parts = [f"{len(summaries)} summary run(s) that include them"] if summaries else []
+        if explained:
+            parts.append(f"{len(explained)} explain run(s) of their attacks")
+        extra = f" with {' and '.join(parts)}" if parts else ""
         if not yes:
-            extra = f" and {len(summaries)} summary run(s) that include them" if summaries else ""
             raise BenchError(
                 f"this would remove {len(chosen)} run(s){extra}; pass --yes to remove them"
             )
         removed = store.delete_runs(doomed)
-    _echo(f"removed {removed} run(s): {', '.join(doomed)}")
+    detail = f" ({len(chosen)} named{extra})" if parts else ""
+    _echo(f"removed {removed} run(s){detail}: {', '.join(doomed)}")
 
 
 # ----------------------------------------------------------------------------------------- compare

@@ -1113,11 +1113,14 @@ class ResultStore:
 
     @_guarded
     def delete_runs(self, keys: Sequence[str]) -> int:
-        """Remove runs with every row, metric and name they own; the number removed."""
+        """Remove runs with every row, metric and name they own; the number of runs removed."""
         with self._tx() as conn:
-            before = conn.total_changes
-            conn.executemany("DELETE FROM runs WHERE run_key=?", [(k,) for k in keys])
-            return conn.total_changes - before
+            # Each statement's own count: ``total_changes`` also counts the rows, metrics and
+            # names that the foreign keys delete with a run.
+            return sum(
+                conn.execute("DELETE FROM runs WHERE run_key=?", (k,)).rowcount
+                for k in dict.fromkeys(keys)
+            )
 
     @_guarded
     def summaries_of(self, key: str) -> list[str]:

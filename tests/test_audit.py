@@ -345,6 +345,36 @@ def test_suites_that_share_attack_runs_show_each_run_once_under_each_name(
     assert summary[0]["label"] == "clean accuracy (seeded sample of 5 of the test split's 14)"
 
 
+def test_runs_rm_takes_the_explain_runs_of_a_removed_attack_run(
+    tiny_audit: Audit, tmp_path: Path
+) -> None:
+    import shutil
+
+    from bench.store import ResultStore
+
+    db = tmp_path / "store.sqlite"
+    shutil.copy(tiny_audit.db, db)
+    with ResultStore(db) as store:
+        attack = next(r for r in store.runs(kinds=["attack"]) if r.column == "quick/pruthi")
+        explains = [
+            r.run_key
+            for r in store.runs(kinds=["explain"])
+            if r.config.attack_run == attack.run_key  # type: ignore[attr-defined]
+        ]
+        suites = store.summaries_of(attack.run_key)
+        before = len(store.runs(status=None))
+    assert len(explains) == 1 and len(suites) == 1
+    refused = _bench("runs", "rm", attack.run_key, "--db", str(db))
+    assert_user_error(refused, "1 summary run(s)", "1 explain run(s)", "--yes")
+    done = _bench("runs", "rm", attack.run_key, "--yes", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("removed 3 run(s) (1 named with 1 summary run(s)")
+    assert explains[0] in done.stdout
+    with ResultStore(db) as store:
+        assert len(store.runs(status=None)) == before - 3
+        assert store.get_run(explains[0]) is None and store.explain_rows(explains[0]) == []
+
+
 # ------------------------------------------------------------------------------------ the browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
