@@ -905,3 +905,47 @@ def test_rescore_keeps_a_backend_the_user_names(world: World) -> None:
     plain = model_spec_for(manifest, str(world.model))
     assert (plain.backend, plain.path, plain.name) == ("hf", str(world.model), "tiny")
     assert model_spec_for(manifest, f"hf:{world.model}").backend == "hf"
+
+
+def test_rescore_recomputes_a_bfloat16_run_in_the_batches_it_was_computed_in(
+    world: World, tmp_path: Path
+) -> None:
+    """In bfloat16 an example's loglikelihoods move with the examples padded beside it: sampled
+    examples recomputed alone disagreed with an honest bundle. They are recomputed in their own
+    batches, which give the stored rows to the bit."""
+    import bench
+
+    db = tmp_path / "bf16.sqlite"
+    task = world.tasks / f"{bh.TASK_NAME}.yaml"
+    bench.prompt([f"lm={world.lm}"], [task], shots=[0], db=db, device="cpu",
+                           dtype="bfloat16", batch_size=4)  # fmt: skip
+    out = tmp_path / "bf16.zip"
+    submitted = world.cli("submit", "-m", "lm", "--db", str(db), "--out", str(out),
+                          "--tasks-dir", str(world.tasks))  # fmt: skip
+    assert submitted.exit_code == 0, submitted.describe()
+    result = world.cli("validate", str(out), "--rescore", "5", "--model", str(world.lm),
+                       "--tasks-dir", str(world.tasks), timeout=300)  # fmt: skip
+    assert result.exit_code == 0 and "all agree" in result.stdout, result.describe()
+
+    # What the rescore computes for one sampled example: its whole unit (a chunk of questions,
+    # batched as a fresh run batches it), whose rows equal the submitter's to the bit.
+    from bench.bundle.rescore import _run_units_holding
+    from bench.engine import Engine
+    from bench.prompt_runner import PromptRunner
+    from bench.specs import ModelSpec, PromptConfig
+    from bench.store import ResultStore
+    from bench.tasks import load_task_data, load_task_file
+
+    data = load_task_data(load_task_file(task), task.parent)
+    with ResultStore(db) as stored, ResultStore(tmp_path / "units.sqlite") as store:
+        engine = Engine(store, progress=False)
+        config = PromptConfig(device="cpu", dtype="bfloat16", batch_size=4)
+        runner = PromptRunner(store, config, progress=False, engine=engine)
+        (planned,) = runner.plan(data, [0], [0])
+        plan = runner.run_plan(planned, ModelSpec(name="lm", path=str(world.lm)))
+        sampled = plan.examples[len(plan.examples) // 2].idx
+        _run_units_holding(engine, plan, {sampled})
+        redone = store.rows(plan.kind.table, plan.key)
+        original = {r.idx: r for r in stored.rows(plan.kind.table, plan.key)}
+    assert sampled in {r.idx for r in redone} and 1 < len(redone) < len(plan.examples)
+    assert all(r == original[r.idx] for r in redone)

@@ -84,7 +84,14 @@ def _dtype(run: RunInfo) -> str:
     return dtype if dtype in ("float32", "bfloat16", "float16") else "auto"
 
 
-def _restrict(plan: RunPlan, idx: set[int]) -> RunPlan:
+# Dtypes in which an example's numbers move with the examples batched beside it (padding, and
+# the shapes the matrix kernels tile): such runs are recomputed in their own batches.
+LOW_PRECISION = frozenset({"bfloat16", "float16"})
+
+
+def _restrict(plan: RunPlan, idx: set[int] | None) -> RunPlan:
+    if idx is None:
+        return plan
     plan.examples = [ex for ex in plan.examples if ex.idx in idx]
     plan.record = replace(plan.record, n_examples=len(plan.examples))
     return plan
@@ -95,10 +102,11 @@ def _plan(
     task: TaskData,
     spec: ModelSpec,
     engine: Engine,
-    idx: set[int],
+    idx: set[int] | None,
     device: str,
 ) -> RunPlan:
-    """The run planned again with its own settings, restricted to the sampled examples."""
+    """The run planned again with its own settings, restricted to the sampled examples ``idx``
+    (None: all of them)."""
     from bench.records import AttackRunConfig, EvalRunConfig, PromptRunConfig, parse_config
 
     config = parse_config(run.kind, dict(run.config))
@@ -132,7 +140,7 @@ def _plan(
         runner = PromptRunner(engine.store, prompt_config, progress=False, engine=engine)
         adapter = "nli" if config.adapter == "nli" else "causal"
         (planned,) = runner.plan(task, [config.k], [config.template - 1], adapter)  # type: ignore[arg-type]
-        keep = [j for j, ex in enumerate(planned.examples) if ex.idx in idx]
+        keep = [j for j, ex in enumerate(planned.examples) if idx is None or ex.idx in idx]
         planned = replace(
             planned,
             examples=[planned.examples[j] for j in keep],
@@ -170,6 +178,20 @@ def _plan(
             )
         return _restrict(attacker.run_plan(task, spec, attack_plan), idx)
     raise BenchError(f"a {run.kind} run has no rows to rescore")
+
+
+def _run_units_holding(engine: Engine, plan: RunPlan, idx: set[int]) -> None:
+    """Every work unit of ``plan`` that holds an example of ``idx``, computed whole into the
+    engine's store: each sampled example in the batch the submitter's run computed it in (units
+    are a pure function of the plan). Recomputed alone, a bfloat16 run's greedy generations
+    changed ('42 * 26 = 1048' bundled, '1080' recomputed), and honest bundles were refused."""
+    from bench.engine.executors import LocalExecutor
+
+    others = {pos for pos, ex in enumerate(plan.examples) if ex.idx not in idx}
+    execution = LocalExecutor().start(plan, engine.models, others)
+    engine.store.begin_run(execution.record)
+    for rows in execution.rows:
+        engine.store.add_rows(plan.kind.table, plan.key, rows)
 
 
 def _floats_differ(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -292,7 +314,9 @@ def rescore(
                 continue
             task = report.tasks[run.task]
             try:
-                plan = _plan(run, task, spec, engine, {r.idx for r in chosen}, device)
+                sampled = {r.idx for r in chosen}
+                whole = _dtype(run) in LOW_PRECISION
+                plan = _plan(run, task, spec, engine, None if whole else sampled, device)
             except BenchError as exc:
                 problems.append(f"{_who(run)}: cannot be run again here ({exc})")
                 continue
@@ -309,7 +333,10 @@ def rescore(
                 )
                 continue
             try:
-                engine.run(plan)
+                if whole:
+                    _run_units_holding(engine, plan, sampled)
+                else:
+                    engine.run(plan)
             except BenchError as exc:
                 problems.append(f"{_who(run)}: running it failed ({exc})")
                 continue
