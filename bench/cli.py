@@ -697,7 +697,6 @@ def leaderboard(
     text = render(rows, fmt, metric=metric)  # type: ignore[arg-type]
     try:
         if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
             _echo(str(output))
         else:
@@ -1713,8 +1712,21 @@ def export_lm_eval(
 # ----------------------------------------------------------------------- audits (issue 15): behave
 
 
-def _behave_table(outcome: Any, rows: list[Any], show: int) -> str:
+def _behave_table(outcome: Any, rows: list[Any], show: int, confidence: float = 0.95) -> str:
     """Markdown: one line per test (failure rate with its CI), then failing cases."""
+    from bench.audit.collect import wilson
+
+    def rate(m: Any, n: int) -> str:
+        cell = f"{m.value:.3f}"
+        if m.low is not None and m.high is not None:
+            cell += f" [{m.low:.3f}, {m.high:.3f}]"
+            if m.low == m.high and n > 0:
+                # No case failed (or every one did): every bootstrap resample gives the same
+                # rate, a point; Wilson's interval says what n cases can rule out.
+                low, high = wilson(m.value, n, confidence)
+                cell += f" (Wilson [{low:.3f}, {high:.3f}])"
+        return cell
+
     record = outcome.record
     metrics = outcome.metrics
     tests = getattr(record.config, "tests", [])
@@ -1727,19 +1739,13 @@ def _behave_table(outcome: Any, rows: list[Any], show: int) -> str:
     ]
     for t in tests:
         m = metrics.get(f"failure_rate/{t['name']}")
-        cell = "—"
-        if m is not None:
-            cell = f"{m.value:.3f}"
-            if m.low is not None and m.high is not None:
-                cell += f" [{m.low:.3f}, {m.high:.3f}]"
+        cell = "—" if m is None else rate(m, int(t["cases"]))
         lines.append(
             f"| {_md(t['name'])} | {t['type']} | {_md(t['capability'])} | {t['cases']} | {cell} |"
         )
     total = metrics.get("failure_rate")
     if total is not None:
-        conf = f"{total.value:.3f}"
-        if total.low is not None and total.high is not None:
-            conf += f" [{total.low:.3f}, {total.high:.3f}]"
+        conf = rate(total, record.n_examples)
         lines.append(f"| **all cases** | | | {record.n_examples} | {conf} |")
     labels = record.label_names
     if show:
@@ -1831,7 +1837,7 @@ def behave(
         for plan in plans:
             outcome = runner.run(plan)
             rows = store.behave_rows(outcome.record.run_key)
-            parts.append(_behave_table(outcome, rows, show))
+            parts.append(_behave_table(outcome, rows, show, confidence))
             payload.append(
                 {
                     "model": outcome.record.model,

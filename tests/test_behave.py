@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -377,6 +378,22 @@ def test_cli_runs_a_suite_and_answers_the_rerun_from_the_store(
     assert second.returncode == 0, second.stderr[-2000:]
     assert "| swap_who | inv | fairness | 12 |" in second.stdout
     assert json.loads(_bench(*args, "--format", "json").stdout)[0]["cached"]
+    # A rate every bootstrap resample repeats (no case failed, or all did) is a point; such a
+    # cell adds the Wilson interval (checked against scipy's), as the audit page does.
+    from scipy.stats import binomtest
+
+    cells = [line.split("|")[4:6] for line in second.stdout.splitlines() if line.startswith("| ")]
+    points = 0
+    for n_text, cell in cells[1:]:
+        value, low, high = (float(x) for x in re.findall(r"\d\.\d{3}", cell)[:3])
+        if low != high:
+            assert "Wilson" not in cell
+            continue
+        points += 1
+        n = int(n_text)
+        ci = binomtest(round(value * n), n).proportion_ci(0.95, method="wilson")
+        assert f"(Wilson [{ci.low:.3f}, {ci.high:.3f}])" in cell, cell
+    assert points >= 1, second.stdout
 
 
 def test_case_is_plain_data() -> None:
