@@ -917,14 +917,57 @@ def export_rows(
     frame = pd.concat(frames, ignore_index=True)
     try:
         if fmt == "jsonl":
-            frame.to_json(out, orient="records", lines=True, force_ascii=False)
+            _write_jsonl(frame, out)
         elif fmt == "csv":
-            frame.to_csv(out, index=False)
+            _json_cells(frame).to_csv(out, index=False)
         else:
             frame.to_parquet(out, index=False)
     except OSError as exc:
         raise BenchError(f"--out {out}: {exc.strerror or exc}") from None
     _echo(f"{len(frame)} rows of {len(frames)} run(s) written to {out}")
+
+
+def _json_cells(frame: Any) -> Any:
+    """List and mapping cells (probabilities, logits, an attack's texts) as JSON, which any CSV
+    reader can parse back; pandas wrote Python's repr (``['it''s', ...]``, ``array([...])``)."""
+    import json
+
+    import numpy as np
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if isinstance(value, list | tuple | dict):
+            return json.dumps(value, ensure_ascii=False, default=_plain_number)
+        return value
+
+    out = frame.copy()
+    for column in out.select_dtypes(include="object").columns:
+        out[column] = out[column].map(cell)
+    return out
+
+
+def _write_jsonl(frame: Any, out: Path) -> None:
+    """One JSON object per row, every number as Python writes it (shortest round-trip form):
+    pandas' to_json kept 10 decimals, so a probability of 3e-12 became 0."""
+    import json
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        return value
+
+    with out.open("w", encoding="utf-8") as fh:
+        for record in frame.to_dict(orient="records"):
+            row = {k: plain(v) for k, v in record.items()}
+            fh.write(json.dumps(row, ensure_ascii=False, default=_plain_number) + "\n")
+
+
+def _plain_number(value: Any) -> Any:
+    """numpy arrays and scalars, for json.dumps."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 # -------------------------------------------------------------------------------------------- runs

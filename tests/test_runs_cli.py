@@ -135,6 +135,13 @@ def test_runs_list_show_export_and_compare(store: dict[str, Path], tmp_path: Pat
     import pandas as pd
 
     assert len(pd.read_parquet(parquet)) == 81
+    # CSV: list cells are JSON (pandas wrote Python's repr), and parse back to the JSONL's values.
+    csv_out = tmp_path / "rows.csv"
+    assert _bench("export", "rows", "--db", db, "--run", key, "--out", str(csv_out),
+                  "-f", "csv").returncode == 0  # fmt: skip
+    table = pd.read_csv(csv_out)
+    assert [json.loads(p) for p in table["probs"]] == [r["probs"] for r in rows]
+    assert [json.loads(x) for x in table["logits"]] == [r["logits"] for r in rows]
 
     compared = json.loads(
         _bench("compare", "--db", db, "-m", "base", "-m", "cand", "-t", "rte_like",
