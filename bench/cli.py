@@ -855,7 +855,9 @@ def export_onnx(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Classifier: local folder, hub id or NAME=PATH.")
     ],
-    out: Annotated[Path, typer.Option(help="Folder to write (replaced if it exists).")],
+    out: Annotated[
+        Path, typer.Option(help="Folder to write (an earlier export there is replaced).")
+    ],
     quantize: Annotated[
         str | None, typer.Option(help="int8: dynamic int8 quantisation of the weights.")
     ] = None,

@@ -65,7 +65,7 @@ def test_fp32_export_matches_pytorch_and_int8_is_another_model(
 
 
 def test_onnx_models_run_through_the_cli_and_are_refused_where_they_cannot_serve(
-    tmp_path: Path, exported: dict[str, Path]
+    tmp_path: Path, exported: dict[str, Path], tiny_model_dir: Path
 ) -> None:
     rows = [{"p": "good film", "h": "great movie", "label": "entailment"}] * 3
     rows += [{"p": "bad film", "h": "good movie", "label": "contradiction"}] * 3
@@ -112,6 +112,26 @@ def test_onnx_models_run_through_the_cli_and_are_refused_where_they_cannot_serve
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert_user_error(bad, "--quantize")
+    # --out replaces an earlier export, and nothing else: a folder of other files was deleted.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    refused = subprocess.run(
+        [sys.executable, "-m", "bench", "export", "onnx", "--model", str(tiny_model_dir),
+         "--out", str(kept)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert_user_error(refused, "not an earlier export")
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+    earlier = tmp_path / "earlier"
+    shutil.copytree(exported["int8"], earlier)
+    replaced = subprocess.run(
+        [sys.executable, "-m", "bench", "export", "onnx", "--model", str(tiny_model_dir),
+         "--out", str(earlier), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert replaced.returncode == 0, replaced.stderr
+    assert json.loads((earlier / "export.json").read_text())["quantize"] == "none"
 
 
 def test_an_unknown_backend_is_one_line() -> None:
@@ -134,7 +154,6 @@ def test_an_onnx_folder_without_a_model_is_refused(
         ModelPool().identity(ModelSpec(name="b", path=str(broken), backend="onnx"))
 
 
-@pytest.mark.slow
 def test_an_int8_export_scores_each_example_alone_whatever_its_batch(
     exported: dict[str, Path],
 ) -> None:
@@ -155,6 +174,7 @@ def test_an_int8_export_scores_each_example_alone_whatever_its_batch(
     assert not np.array_equal(int8.classify(PAIRS, 4), alone)
 
 
+@pytest.mark.slow
 def test_default_sentiment_model_exported_agrees_on_the_vader_test_splits_and_is_attacked(
     default_models: dict[str, Path], tmp_path: Path
 ) -> None:

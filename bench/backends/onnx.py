@@ -216,6 +216,7 @@ def export_onnx(
 
     if model.backend != "hf":
         raise ModelError(f"bench export onnx takes a transformers model, not a {model.backend} one")
+    _check_replaceable(Path(out))
     started = time.perf_counter()
     source = get_backend("hf").identity(model)
     classifier = HFClassifier.from_spec(model, device="cpu", dtype="float32")
@@ -232,8 +233,6 @@ def export_onnx(
             return self.inner(**dict(zip(names, inputs, strict=True))).logits
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"--out {out} is a file; name a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -302,6 +301,19 @@ def export_onnx(
             f"{time.perf_counter() - started:.1f} s)"
         )
     return out
+
+
+def _check_replaceable(out: Path) -> None:
+    """``out`` may be replaced by an export: it does not exist, or is an empty folder or an
+    earlier export. Any other folder was deleted whole (``--out .`` took the working folder
+    with it)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ModelError(f"--out {out} is a file; name a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_CARD).is_file():
+        raise ModelError(
+            f"--out {out} is a folder that holds other files, not an earlier export (it has no "
+            f"{EXPORT_CARD}); name a new or empty folder, or an export to replace"
+        )
 
 
 def _version(dist: str) -> str:
