@@ -153,6 +153,7 @@ def test_junit_xml_has_one_case_per_check_and_reads_back(
     assert [c.name for c in cases] == ["gated accuracy", "gated macro_f1", "gated brier"]
     assert all(any(isinstance(r, Failure) for r in c.result) for c in cases)
     assert suite.tests == 3 and suite.failures == 3
+    assert suite.name == "bench gate"  # the default name is not repeated ("bench gate gate")
     stdout = _bench("gate", "--baseline", "base", "--candidate", "same", "--task",
                     str(gated["task"]), "--db", str(gated["db"]), "--margin", "0.02",
                     "--format", "junit").stdout  # fmt: skip
