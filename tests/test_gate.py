@@ -653,3 +653,31 @@ def test_gate_run_computes_missing_runs_then_answers_from_the_store(
     assert again.returncode == 0 and json.loads(again.stdout)["checks"] == out["checks"]
     with ResultStore(db) as store:
         assert {r.run_key for r in store.runs()} == keys
+
+
+def test_gate_run_computes_a_pairable_run_when_the_stored_ones_do_not_pair(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from conftest import build_tiny_model
+
+    import bench
+
+    task = _pairs_task(tmp_path, n=60)
+    other = build_tiny_model(tmp_path / "other", seed=5, init_range=0.5)
+    db = tmp_path / "r.sqlite"
+    bench.evaluate([f"a={tiny_model_dir}"], [task], db=db, device="cpu")
+    bench.evaluate([f"b={other}"], [task], db=db, device="cpu", limit=30)
+    args = ("gate", "--baseline", f"a={tiny_model_dir}", "--candidate", f"b={other}", "--task",
+            str(task), "--db", str(db), "--margin", "0.5", "--format", "json")  # fmt: skip
+    assert_user_error(_bench(*args), "cannot be paired")
+    # --run skipped a model with any stored run, so it refused the same way; the candidate is
+    # now computed again with the baseline's settings (the whole split), and the gate pairs.
+    ran = _bench(*args, "--run", "--no-progress")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert json.loads(ran.stdout)["checks"][0]["n"] == 60
+    with ResultStore(db) as store:
+        assert sorted((r.model, r.n_examples) for r in store.runs()) == [
+            ("a", 60),
+            ("b", 30),
+            ("b", 60),
+        ]

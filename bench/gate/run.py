@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.gate.checks import find_runs
+from bench.gate.checks import choose_pair, find_runs
 from bench.gate.spec import CheckSpec, GateSpec
 from bench.records import AttackRunConfig, RunRecord
 
@@ -62,16 +62,25 @@ def ensure_runs(
     for check in spec.checks:
         task = get_task(check.task, tasks_dir).spec.name
         stored = {m.name: find_runs(store, m.name, check, task) for m in models}
-        for model in models:
-            if stored[model.name]:
+        for i, model in enumerate(models):
+            others = [stored[m.name] for m in models if m.name != model.name and stored[m.name]]
+            # Stored runs count only if one pairs with the other model's (another limit, split
+            # or max length does not). When none does, the baseline is the reference: the
+            # candidate is computed again with its settings.
+            if stored[model.name] and (
+                not others
+                or i == 0
+                or choose_pair(others[0], stored[model.name], spec.split)[2] is None
+            ):
                 continue
             # The other model's newest run, on the gate's split if it has one there.
-            options = next((o for o in stored.values() if o), [])
+            options = others[0] if others else []
             preferred = [o for o in options if o[0].split == spec.split] or options
             other = preferred[0][0] if preferred else None
             settings = _settings(other, spec)
             results = _compute(api, store.path, model, check, settings, tasks_dir, progress)
             computed += sum(0 if o.cached else 1 for o in results.outcomes)
+            stored[model.name] = find_runs(store, model.name, check, task)
     return computed
 
 
