@@ -190,6 +190,9 @@ class Results:
     outcomes: list[RunOutcome] = field(default_factory=list)
     # Per (model, task, suite): the attack outcomes and the suite's, for robustness reports.
     suites: list[tuple[str, str, list[RunOutcome], RunOutcome]] = field(default_factory=list)
+    # The call's bootstrap settings: what its outcomes' metrics were computed with, and what
+    # leaderboard() shows unless told otherwise (it showed the defaults' 95 % intervals).
+    settings: MetricSettings | None = None
 
     @property
     def records(self) -> list[RunRecord]:
@@ -256,7 +259,7 @@ class Results:
 
         shown = [r for r in self.records if r.kind in ("eval", "suite", "prompt_set")]
         with self._open() as store:
-            rows = result_rows(store, shown, metric, settings)
+            rows = result_rows(store, shown, metric, settings or self.settings)
         return render(rows, fmt, metric=metric)  # type: ignore[arg-type]
 
     def robustness_report(self, show: int = 0) -> str:
@@ -426,7 +429,7 @@ def run(
 
         _warn_small_splits(datas, eval_config.split)
         evaluator = Evaluator(store, eval_config, engine=engine)
-        results = Results(store.path)
+        results = Results(store.path, settings=engine.metric_settings)
         results.outcomes += [evaluator.evaluate(d, m) for m in evaluated for d in datas]
         if prompt_runner is not None:
             for m, kind in prompted:
@@ -515,7 +518,7 @@ def attack(
             store, engine, config, masked_lm, EvalConfig(device=device, dtype=dtype),  # type: ignore[arg-type]
             batch_size, concurrency,
         )  # fmt: skip
-        results = Results(store.path)
+        results = Results(store.path, settings=engine.metric_settings)
         for data in datas:  # plans are cached: planning first refuses a bad attack up front
             for suite in suite_specs:
                 runner.plan(data, suite)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from bench.specs import canonical_json, sha256_text
+from bench.specs import SEED_MAX, canonical_json, check_n_bootstrap, sha256_text
 
 RunStatus = Literal["running", "complete", "failed"]
 
@@ -30,9 +30,9 @@ class MetricSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n_bootstrap: int = Field(default=1000, ge=0)
+    n_bootstrap: Annotated[int, AfterValidator(check_n_bootstrap)] = 1000
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
 
     @property
     def alpha(self) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,6 +35,19 @@ _NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{NAME_MAX - 1}}}")
 
 # Seeds reach numpy, whose generators take 0 <= seed < 2**32.
 SEED_MAX = 2**32 - 1
+# Bootstrap resamples: 0 (no intervals), or enough for a percentile interval's ends to be two
+# resamples apart at 95 % and few enough to finish (1 or 2 gave intervals that missed their own
+# point estimate; 10^9 ran for minutes without a word). The gate's own range.
+BOOTSTRAP_MIN, BOOTSTRAP_MAX = 100, 100_000
+
+
+def check_n_bootstrap(value: int) -> int:
+    if value != 0 and not BOOTSTRAP_MIN <= value <= BOOTSTRAP_MAX:
+        raise ValueError(
+            f"must be 0 (no intervals) or between {BOOTSTRAP_MIN} and {BOOTSTRAP_MAX:,}"
+        )
+    return value
+
 
 # The device syntax every command accepts; checked before anything is loaded (availability is
 # checked later, by the model adapters).
@@ -810,7 +824,7 @@ class RunSettings(Spec):
     limit: int | None = Field(default=None, gt=0)
     # Seeds the --limit sample (part of the identity only when there is one) and the bootstrap.
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
-    n_bootstrap: int = Field(default=1000, ge=0)
+    n_bootstrap: Annotated[int, AfterValidator(check_n_bootstrap)] = 1000
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # Performance knob: recorded with the run, excluded from its identity.

@@ -95,6 +95,28 @@ def test_api_refuses_bad_settings_in_one_line(tmp_path: Path, tiny_model_dir: Pa
     with pytest.raises(BenchError, match="limit") as err:
         bench.evaluate([str(tiny_model_dir)], ["vader_movies"], limit=-3, db=tmp_path / "r.db")
     assert "\n" not in str(err.value)
+    # 1 or 2 resamples gave intervals that missed their own point estimate.
+    for n in (1, 2, 99, 10**9):
+        with pytest.raises(BenchError, match=r"n_bootstrap.*0 .no intervals. or between 100"):
+            bench.evaluate([str(tiny_model_dir)], ["x"], n_bootstrap=n, db=tmp_path / "r.db")
+
+
+def test_the_leaderboard_of_a_call_shows_its_own_interval_settings(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """bench run's table (Results.leaderboard) showed 95 % intervals whatever --confidence."""
+    from test_attack_runner import write_pair_task
+
+    import bench
+
+    task = write_pair_task(tmp_path, 60)
+    results = bench.evaluate([f"tiny={tiny_model_dir}"], [task], db=tmp_path / "r.db",
+                             device="cpu", confidence=0.5, n_bootstrap=200, seed=3)  # fmt: skip
+    (acc,) = results.metrics_frame().query("metric == 'accuracy'").itertuples()
+    assert f"{acc.value:.3f} [{acc.low:.3f}, {acc.high:.3f}]" in results.leaderboard()
+    wide = bench.evaluate([f"tiny={tiny_model_dir}"], [task], db=tmp_path / "r.db", device="cpu")
+    (w,) = wide.metrics_frame().query("metric == 'accuracy'").itertuples()
+    assert w.high - w.low > acc.high - acc.low  # 95 % against 50 %: the setting took effect
 
 
 def test_an_untrained_default_model_names_the_next_step(

@@ -335,7 +335,7 @@ def test_sigkill_during_an_attack_then_resume(tiny_model_dir: Path, tmp_path: Pa
     suite.write_text("name: one\nattacks:\n  - {name: deepwordbug, recipe: deepwordbug}\n")
     common = ["attack", "--task", str(task), "--model", f"tiny={tiny_model_dir}", "--suite",
               str(suite), "--limit", "0", "--concurrency", "4", "--no-progress",
-              "--n-bootstrap", "50"]  # fmt: skip
+              "--n-bootstrap", "100"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     killed = tmp_path / "killed.sqlite"
     proc = subprocess.Popen(
