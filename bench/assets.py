@@ -36,7 +36,7 @@ from typing import IO, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.errors import AssetError, AssetUnavailableError, listing
+from bench.errors import AssetError, AssetUnavailableError, BenchError, listing
 
 MARKER = ".bench-asset.json"
 MARKER_FORMAT = 1
@@ -358,7 +358,26 @@ def fetch(
     """
     specs = _select(names, manifest)
     console = _console(progress)
-    return [_fetch_one(spec, force, console) for spec in specs]
+    fetched: list[Path] = []
+    failed: list[tuple[str, BenchError]] = []
+    for spec in specs:
+        # Each asset on its own: one that cannot be fetched (BIG-bench, gone from the index)
+        # stopped "fetch everything" before the assets after it, on a new machine the lexical
+        # resources every word-swap attack needs.
+        try:
+            fetched.append(_fetch_one(spec, force, console))
+        except BenchError as exc:
+            failed.append((spec.name, exc))
+    if len(failed) == 1:
+        raise failed[0][1]  # its own type: bench default leaves out what is unavailable
+    if failed:
+        unavailable = all(isinstance(e, AssetUnavailableError) for _, e in failed)
+        kind = AssetUnavailableError if unavailable else AssetError
+        raise kind(
+            f"{len(failed)} of {len(specs)} assets not fetched: "
+            + "; ".join(f"{name} ({e})" for name, e in failed)
+        )
+    return fetched
 
 
 def _fetch_one(spec: AssetSpec, force: bool, console: Any) -> Path:

@@ -465,6 +465,24 @@ def test_a_release_gone_from_the_index_is_unavailable_and_a_copy_still_serves(
     assert (folder / "data" / "keep.txt").is_file()
 
 
+def test_fetching_every_asset_goes_past_one_that_is_gone(
+    env: dict[str, Path], release_gone: None
+) -> None:
+    # `bench assets fetch` stopped at BIG-bench, leaving the assets after it unfetched.
+    gone = _sdist_spec(_targz(_sdist_files()))
+    wheel = _zip(WHEEL_FILES)
+    present = _wheel_spec(wheel)
+    (env["archives"] / present.filename).write_bytes(wheel)
+    with pytest.raises(AssetUnavailableError, match=r"fakesd==1\.0 is no longer on"):
+        assets.fetch(None, progress=False, manifest=[gone, present])
+    assert _leftovers(env["cache"]) == ["fakewheel-0.1"]
+    # Two that fail: one error naming both, still "unavailable" only when both are.
+    other = _sdist_spec(_targz(_sdist_files()), name="fakesdist2", distribution="nosuchproject")
+    with pytest.raises(AssetError, match=r"2 of 3 assets not fetched: fakesdist \(") as both:
+        assets.fetch(None, progress=False, manifest=[gone, other, present])
+    assert not isinstance(both.value, AssetUnavailableError) and "nosuchproject" in str(both.value)
+
+
 def test_the_main_job_leaves_out_a_model_whose_data_is_gone(
     env: dict[str, Path], release_gone: None
 ) -> None:
