@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 
 from bench.errors import SpecError, listing
 from bench.progress import console
-from bench.specs import Spec, canonical_json, sha256_text
+from bench.specs import Spec, canonical_json, check_name, sha256_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,6 +68,12 @@ class TransferSpec(Spec):
     # Test examples per task (a seeded sample); null: the whole test split.
     eval_limit: int | None = Field(default=None, ge=1)
     recipe: TransferRecipe = Field(default_factory=TransferRecipe)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # The report folder is reports/transfer/NAME: "../x" or "/x" wrote anywhere.
+        return check_name(value, "transfer suite")
 
     @field_validator("seeds", "train_tasks", "test_tasks")
     @classmethod

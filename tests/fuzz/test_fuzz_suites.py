@@ -223,6 +223,16 @@ TRANSFER_CASES = [
     transfer("unknown_key", VALID_TRANSFER + "sedes: [1]\n"),
     transfer("list_document", "- train_tasks\n"),
     transfer("duplicate_tasks", "train_tasks: [a, a]\ntest_tasks: [b]\n"),
+    # The report folder is reports/transfer/NAME: these wrote outside it.
+    *(
+        Case(
+            f"name_{i}",
+            TRANSFER,
+            {"transfer.yaml": f"name: {name}\n" + VALID_TRANSFER},
+            mentions=("transfer suite name",),
+        )
+        for i, name in enumerate(["../../escape", "/tmp/abs-escape", "'a/b'", "'.'"])
+    ),
     Case("transfer_is_folder", TRANSFER, {"transfer.yaml": folder}, mentions=("transfer.yaml",)),
     Case("transfer_missing", TRANSFER, mentions=("transfer.yaml",)),
     Case(
