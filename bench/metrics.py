@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import DataError, SpecError
+from bench.specs import TASK_METRICS
 
 FloatArray = np.ndarray
 IntArray = np.ndarray
@@ -508,7 +509,7 @@ def _dominant_label(d: ClassificationData, idx: IntArray | None) -> Any:
 
 
 # Aggregate metrics a task may request, plus "per_class" which adds precision/recall/f1 per label.
-KNOWN_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "ece", "brier", "per_class")
+KNOWN_METRICS: tuple[str, ...] = TASK_METRICS
 # Recorded for every classifier run besides what the task requests.
 RUN_FIGURES: tuple[str, ...] = ("majority", "n", "dominant_share", "dominant_label")
 

@@ -35,6 +35,8 @@ _NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{NAME_MAX - 1}}}")
 
 # Seeds reach numpy, whose generators take 0 <= seed < 2**32.
 SEED_MAX = 2**32 - 1
+# The metrics a classification task may list (bench.metrics computes them).
+TASK_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "ece", "brier", "per_class")
 # Bootstrap resamples: 0 (no intervals), or enough for a percentile interval's ends to be two
 # resamples apart at 95 % and few enough to finish (1 or 2 gave intervals that missed their own
 # point estimate; 10^9 ran for minutes without a word). The gate's own range.
@@ -633,6 +635,20 @@ class TaskSpec(Spec):
     cluster_by: str | None = None
     metrics: list[str] = Field(default_factory=lambda: ["accuracy", "macro_f1", "ece"])
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        # Checked when the task is read: an unknown name failed only after every prediction
+        # was computed (a KeyError traceback, and the run left 'running'), and an empty list ran
+        # to a table with nothing in it.
+        unknown = [m for m in value if m not in TASK_METRICS]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(
+                f"must list distinct metrics of {', '.join(TASK_METRICS)}"
+                + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+            )
+        return value
     # How the task is posed to a causal LM (zero-/few-shot prompting); not part of its data.
     prompt: PromptSpec | None = None
 

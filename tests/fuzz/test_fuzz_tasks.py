@@ -118,6 +118,10 @@ TASK_FILE_CASES = [
     show("bad_binary", BASE_OK + "description: !!binary /w==\n"),
     show("bad_float_tag", BASE_OK + "description: !!float abc\n"),
     show("unhashable_key", BASE_OK + "? [a, b]\n: c\n"),
+    # Metrics: an unknown name failed after every prediction (KeyError, run left 'running').
+    show("metric_unknown", BASE_OK + "metrics: [accuracy, bleu]\n", mentions=("bleu",)),
+    show("metrics_empty", BASE_OK + "metrics: []\n", mentions=("field 'metrics'",)),
+    show("metric_twice", BASE_OK + "metrics: [ece, ece]\n", mentions=("field 'metrics'",)),
     Case(
         "task_is_folder",
         ("tasks", "show", "{dir}/t.yaml"),
