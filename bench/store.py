@@ -534,7 +534,9 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     for key, config_json, seed in conn.execute("SELECT run_key, config_json, seed FROM runs"):
         try:
             n_boot = json.loads(config_json).get("n_bootstrap", 1000)
-            settings_of[key] = MetricSettings(n_bootstrap=int(n_boot), seed=seed)
+            # As recorded: a store from before the bootstrap range (0, or 100 to 100,000) keeps
+            # its metrics under the settings they were computed with.
+            settings_of[key] = MetricSettings.model_construct(n_bootstrap=int(n_boot), seed=seed)
         except (ValueError, TypeError, AttributeError) as exc:
             raise BenchError(
                 f"run {shown(key, 30)} has a malformed record ({type(exc).__name__})"

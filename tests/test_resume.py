@@ -78,7 +78,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir
         "4",
         "--no-progress",
         "--n-bootstrap",
-        "50",
+        "100",
     ]
 
     killed_db = tmp_path / "killed.sqlite"
