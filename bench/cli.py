@@ -7,10 +7,12 @@ instant. Every ``BenchError`` becomes one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -2071,8 +2073,10 @@ def main(argv: list[str] | None = None) -> None:
     reported like our own ``BenchError``. ``--help`` prints help and exits 0; Ctrl-C exits 130.
     """
     usage_errors = _usage_error_types()
+    terminated: list[int] = []
     try:
-        code = app(args=argv, standalone_mode=False)
+        with _sigterm_interrupts(terminated):
+            code = app(args=argv, standalone_mode=False)
     except BenchError as exc:
         _fail(str(exc))
     except usage_errors as exc:
@@ -2098,8 +2102,42 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:  # pragma: no cover - non-standalone mode returns the code
         sys.exit(exc.exit_code)
     if isinstance(code, int) and not isinstance(code, bool) and code:
-        # --help returns 0; an interrupted command returns 130.
+        # --help returns 0; an interrupted command returns 130 (143 for SIGTERM, as a shell
+        # reports a process the signal ended).
+        if code == 130:
+            typer.echo(
+                f"{'terminated' if terminated else 'interrupted'}: what was computed is stored; "
+                "run the same command again to resume",
+                err=True,
+            )
+            if terminated:
+                sys.exit(143)
         sys.exit(code)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(came: list[int]) -> Iterator[None]:
+    """SIGTERM (a CI timeout, ``kill``, a container stopping) interrupts the command as Ctrl-C
+    does: the run in progress is marked failed ('interrupted') and resumes when the command is
+    run again. By default SIGTERM ended the process at once and left the run 'running' in the
+    store with no process behind it. ``came`` gets the signal's number once it came; the
+    previous handler is put back afterwards (tests call ``main`` in their own process)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        came.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -108,3 +108,35 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir
     np.testing.assert_allclose([r[3] for r in got], [r[3] for r in want], rtol=0, atol=1e-6)
     # The summary tables agree too (same metrics from the same predictions).
     assert out.decode().splitlines()[-3:] == out2.decode().splitlines()[-3:]
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_run_interrupted_and_it_resumes(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """SIGTERM (a CI timeout, a container stopping) ended the process at once and left the run
+    'running' with nothing behind it; it now interrupts the command as Ctrl-C does."""
+    task = _write_task(tmp_path)
+    db = tmp_path / "term.sqlite"
+    common = ["run", "--task", str(task), "--model", f"tiny={tiny_model_dir}", "--batch-size",
+              "4", "--no-progress", "--n-bootstrap", "0", "--db", str(db)]  # fmt: skip
+    proc = _bench(common)
+    deadline = time.monotonic() + 120
+    while _count(db) < 40:
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "run made no progress"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err.decode()[-2000:]
+    assert err.decode().strip().splitlines()[-1] == (
+        "terminated: what was computed is stored; run the same command again to resume"
+    )
+    with sqlite3.connect(db) as conn:
+        status, error = conn.execute("SELECT status, error FROM runs").fetchone()
+    assert (status, error) == ("failed", "interrupted")
+    assert 40 <= _count(db) < N_EXAMPLES
+    resumed = _bench(common)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()[-2000:]
+    assert [r[0] for r in _predictions(db)] == list(range(N_EXAMPLES))
