@@ -155,10 +155,13 @@ def compare_runs(
 def latest_run(store: ResultStore, model: str, task: str, kinds: Sequence[str]) -> RunRecord:
     """The newest complete run of ``model`` on ``task`` (any of ``kinds``), shown under that
     name; a one-line error naming what is missing."""
+    # TASK@COLUMN names one run of several (a prompted model's shots and templates), as the
+    # leaderboard labels them: vader_movies@0shot/t1.
+    name, _, column = task.partition("@")
     found = [
         r
         for r in store.latest_complete(kinds=kinds, model=model)
-        if r.task == task and (r.kind != "prompt" or r.column)
+        if r.task == name and (r.kind != "prompt" or r.column) and (not column or r.label == task)
     ]
     if not found:
         raise BenchError(f"no complete run of model {model!r} on task {task!r} in {store.path}")
@@ -168,7 +171,8 @@ def latest_run(store: ResultStore, model: str, task: str, kinds: Sequence[str]) 
     if len(found) > 1:
         shown = ", ".join(sorted(r.label for r in found))
         raise BenchError(
-            f"model {model!r} has several runs on {task!r} ({shown}); name one with --run"
+            f"model {model!r} has several runs on {task!r} ({shown}); name one as --task "
+            "TASK@COLUMN, as listed"
         )
     return found[0]
 

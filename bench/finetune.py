@@ -349,7 +349,9 @@ def _add_lora(
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise ModelError(f"output folder {out_dir} already exists; remove it or pass overwrite")
+        raise ModelError(
+            f"output folder {out_dir} already exists; remove it or choose another --out"
+        )
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:

@@ -649,6 +649,7 @@ class TaskSpec(Spec):
                 + (f" (unknown: {', '.join(unknown)})" if unknown else "")
             )
         return value
+
     # How the task is posed to a causal LM (zero-/few-shot prompting); not part of its data.
     prompt: PromptSpec | None = None
 

@@ -681,3 +681,25 @@ def test_gate_run_computes_a_pairable_run_when_the_stored_ones_do_not_pair(
             ("b", 30),
             ("b", 60),
         ]
+
+
+def test_compare_names_one_prompted_run_as_task_at_column(tmp_path: Path) -> None:
+    """A prompted model has a run per shot count and template; compare said to name one with a
+    --run option it does not have. TASK@COLUMN names it, as the leaderboard labels it."""
+    from lm_helpers import build_tiny_llama
+
+    import bench
+
+    task = _pairs_task(tmp_path, n=30)
+    db = tmp_path / "r.sqlite"
+    lm = build_tiny_llama(tmp_path / "lm")
+    # One model under two names (the second answered from the store): a paired Δ of 0.
+    bench.prompt([f"lm={lm}", f"lm2={lm}"], [task], shots=[0], db=db, device="cpu")
+    several = _bench("compare", "-m", "lm", "-m", "lm2", "-t", "pairs", "--db", str(db))
+    assert_user_error(several, "pairs@0shot/t1, pairs@0shot/t2", "--task TASK@COLUMN")
+    for column in ("0shot/t1", "0shot/t2"):
+        named = _bench("compare", "-m", "lm", "-m", "lm2", "-t", f"pairs@{column}", "--db",
+                       str(db), "--format", "json")  # fmt: skip
+        assert named.returncode == 0, named.stderr
+        (row,) = json.loads(named.stdout)
+        assert row["n"] == 30 and column in json.dumps(row) and row["diff"] == 0, row
