@@ -465,14 +465,20 @@ def test_a_release_gone_from_the_index_is_unavailable_and_a_copy_still_serves(
     assert (folder / "data" / "keep.txt").is_file()
 
 
-def test_fetching_every_asset_goes_past_one_that_is_gone(
-    env: dict[str, Path], release_gone: None
-) -> None:
-    # `bench assets fetch` stopped at BIG-bench, leaving the assets after it unfetched.
+def _gone_and_present(env: dict[str, Path]) -> tuple[AssetSpec, AssetSpec]:
+    """An sdist whose release the index no longer offers, and a wheel with a local archive."""
     gone = _sdist_spec(_targz(_sdist_files()))
     wheel = _zip(WHEEL_FILES)
     present = _wheel_spec(wheel)
     (env["archives"] / present.filename).write_bytes(wheel)
+    return gone, present
+
+
+def test_fetching_every_asset_goes_past_one_that_is_gone(
+    env: dict[str, Path], release_gone: None
+) -> None:
+    # `bench assets fetch` stopped at BIG-bench, leaving the assets after it unfetched.
+    gone, present = _gone_and_present(env)
     with pytest.raises(AssetUnavailableError, match=r"fakesd==1\.0 is no longer on"):
         assets.fetch(None, progress=False, manifest=[gone, present])
     assert _leftovers(env["cache"]) == ["fakewheel-0.1"]
@@ -488,10 +494,7 @@ def test_the_main_job_leaves_out_a_model_whose_data_is_gone(
 ) -> None:
     from bench import defaults
 
-    gone = _sdist_spec(_targz(_sdist_files()))
-    wheel = _zip(WHEEL_FILES)
-    present = _wheel_spec(wheel)
-    (env["archives"] / present.filename).write_bytes(wheel)
+    gone, present = _gone_and_present(env)
 
     def model(name: str, asset: str) -> defaults.DefaultModel:
         base = defaults.DEFAULT_MODELS["minilm-sentiment"]
